@@ -2,9 +2,12 @@
 //! chaoslab measures itself.
 //!
 //! Dependencies point one way: `api` (the resource types) knows nothing of the controllers;
-//! `domain` (pure rules: target selection, verdicts) knows nothing of the API client;
-//! `controller` glues them to Kubernetes; `operator` runs the controllers as a process. The CLI
-//! lives in the binary and only calls into these.
+//! `domain` (pure rules: target selection, namespace safety, planning, verdicts) knows nothing
+//! of the API client; `controller` glues them to Kubernetes; `operator` runs the controllers as
+//! a process. The CLI lives in the binary and only calls into these.
 
 pub mod api;
+pub mod controller;
 pub mod domain;
+pub mod metrics;
+pub mod operator;

@@ -1,9 +1,11 @@
-//! The `chaoslab` binary: one image, one binary, a subcommand per role.
+//! The `chaoslab` binary: one image, one binary, a subcommand per role. This is the edge where
+//! flags and environment become configuration and errors become exit codes.
 
-use std::path::PathBuf;
+use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 #[derive(Parser)]
 #[command(
@@ -18,6 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controllers of every chaoslab kind (what the Helm chart deploys).
+    Operator(OperatorArgs),
     /// Print the CustomResourceDefinitions of every chaoslab kind as YAML.
     Crd {
         /// Write one file per CRD into this directory instead of printing them all.
@@ -26,11 +30,99 @@ enum Command {
     },
 }
 
+#[derive(Args)]
+struct OperatorArgs {
+    /// Address of the one HTTP port: /metrics, /healthz and /readyz.
+    #[arg(long, env = "CHAOSLAB_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
+    listen_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "CHAOSLAB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
+    log_format: LogFormat,
+    /// Log filter, e.g. `info` or `chaoslab=debug,kube=info`.
+    #[arg(long, env = "CHAOSLAB_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// Elect a leader on a Lease, so only one replica acts.
+    #[arg(long, env = "CHAOSLAB_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Name of the leader-election Lease (in the operator's namespace).
+    #[arg(long, env = "CHAOSLAB_LEASE_NAME", default_value = "chaoslab-operator")]
+    lease_name: String,
+    /// The operator's own namespace: holds the Lease and is never a chaos target.
+    #[arg(long, env = "POD_NAMESPACE")]
+    namespace: Option<String>,
+    /// This replica's name, for leader election and Events.
+    #[arg(long, env = "POD_NAME")]
+    pod_name: Option<String>,
+    /// The label (KEY=VALUE) a namespace needs before anything in it can be targeted.
+    #[arg(
+        long,
+        env = "CHAOSLAB_OPT_IN_LABEL",
+        default_value = "chaoslab.dev/chaos=enabled"
+    )]
+    opt_in_label: String,
+    /// Namespaces to watch, comma-separated; empty watches all.
+    #[arg(
+        long,
+        env = "CHAOSLAB_WATCH_NAMESPACES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    watch_namespaces: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Plain,
+    Json,
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd { out_dir } => print_crds(out_dir),
+        Command::Operator(args) => run_operator(args),
     }
+}
+
+fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(filter).with_context(|| {
+        format!("--log-level {filter:?} is not a valid filter (try info or chaoslab=debug)")
+    })?;
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Plain => registry.with(fmt::layer()).try_init(),
+        LogFormat::Json => registry
+            .with(fmt::layer().json().flatten_event(true))
+            .try_init(),
+    }
+    .context("installing the logger")
+}
+
+fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format, &args.log_level)?;
+    let opt_in = args
+        .opt_in_label
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--opt-in-label: {e}"))?;
+    let config = chaoslab::operator::Config {
+        listen_addr: args.listen_addr,
+        leader_election: args.leader_election,
+        lease_name: args.lease_name,
+        namespace: args.namespace.filter(|n| !n.is_empty()),
+        pod_name: args.pod_name.filter(|n| !n.is_empty()),
+        opt_in,
+        watch_namespaces: args
+            .watch_namespaces
+            .into_iter()
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect(),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime
+        .block_on(chaoslab::operator::run(config))
+        .context("operator stopped")?;
+    Ok(())
 }
 
 fn print_crds(out_dir: Option<PathBuf>) -> anyhow::Result<()> {

@@ -533,7 +533,9 @@ pub fn verdict(spec: &PodKillSpec, targets: &[KillTarget]) -> (Verdict, String) 
     )
 }
 
-fn next_look(spec: &PodKillSpec, st: &PodKillStatus, now: Timestamp) -> Option<Duration> {
+/// When to look at a run again: the next round or recovery deadline, at most `POLL` away; never
+/// for a finished run.
+pub fn next_look(spec: &PodKillSpec, st: &PodKillStatus, now: Timestamp) -> Option<Duration> {
     if st.run.phase.is_none_or(|p| p.is_terminal()) {
         return None;
     }

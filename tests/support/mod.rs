@@ -88,10 +88,11 @@ pub fn validate(manifest: &Value, old: Option<&Value>) -> Result<(), Vec<String>
             format!("{path}: {e}")
         })
         .collect();
-    if errors.is_empty() {
-        if let Err(cel) = kube::core::cel::Validator::new().validate(&schema, manifest, old) {
-            errors.extend(cel.iter().map(|e| e.to_string()));
-        }
+    // Like the apiserver, CEL rules only run on an object whose structure is valid.
+    if errors.is_empty()
+        && let Err(cel) = kube::core::cel::Validator::new().validate(&schema, manifest, old)
+    {
+        errors.extend(cel.iter().map(|e| e.to_string()));
     }
     if errors.is_empty() {
         Ok(())

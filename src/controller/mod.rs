@@ -1,0 +1,168 @@
+//! Kubernetes glue shared by every controller: the context, errors, status writes by
+//! server-side apply, conditions and Events. Each kind's controller follows
+//! dereference → validate → build (pure, in `domain`) → apply → update status.
+
+pub mod conditions;
+pub mod podkill;
+pub mod unsupported;
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{
+        controller::Action,
+        events::{Event, EventType, Recorder, Reporter},
+    },
+};
+use serde::Serialize;
+
+use crate::{
+    api::{API_VERSION, Experiment},
+    domain::{Note, guard::TargetGuard},
+    metrics::Metrics,
+};
+
+/// The field manager of everything the operator writes.
+pub const MANAGER: &str = "chaoslab-operator";
+/// Finalizer of the kinds that act on the cluster.
+pub const FINALIZER: &str = "chaoslab.dev/cleanup";
+/// Set this annotation (any value but "false") to stop a run: faults are reverted, the verdict
+/// is Aborted.
+pub const ABORT_ANNOTATION: &str = "chaoslab.dev/abort";
+
+/// What every reconcile gets.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub guard: TargetGuard,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        guard: TargetGuard,
+        instance: Option<String>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance,
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            guard,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API call failed: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("{0} has no namespace")]
+    NoNamespace(String),
+}
+
+impl Error {
+    /// A bounded label for the errors metric.
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(_)) => "api",
+            Error::Kube(_) => "client",
+            Error::Finalizer(_) => "finalizer",
+            Error::NoNamespace(_) => "no_namespace",
+        }
+    }
+}
+
+/// Retry failed reconciles with a delay; the controller's own backoff spaces repeated failures.
+pub fn error_policy<K: Experiment>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(kind = K::KIND, name = %obj.name_any(), namespace = ?obj.namespace(), error = %err, "reconcile failed");
+    ctx.metrics.reconcile_failed(K::KIND, err.metric_reason());
+    Action::requeue(std::time::Duration::from_secs(5))
+}
+
+pub fn namespace_of<K: Experiment>(obj: &K) -> Result<String, Error> {
+    obj.namespace()
+        .ok_or_else(|| Error::NoNamespace(obj.name_any()))
+}
+
+/// Write a kind's whole status by server-side apply: the operator owns every status field, so
+/// a field it leaves out is removed.
+pub async fn write_status<K: Experiment>(
+    api: &Api<K>,
+    name: &str,
+    status: &impl Serialize,
+) -> Result<(), Error> {
+    let body = serde_json::json!({ "apiVersion": API_VERSION, "kind": K::KIND, "status": status });
+    api.patch_status(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The labels of a namespace (empty when it cannot be read, so the guard refuses it).
+pub async fn namespace_labels(
+    client: &Client,
+    name: &str,
+) -> Result<std::collections::BTreeMap<String, String>, Error> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    Ok(api
+        .get_opt(name)
+        .await?
+        .map(|ns| ns.labels().clone())
+        .unwrap_or_default())
+}
+
+/// Publish notes as Events on the object. An Event that cannot be written is logged, never
+/// fatal: the status already says what happened.
+pub async fn publish<K: Experiment>(ctx: &Context, obj: &K, notes: &[Note]) {
+    let reference = obj.object_ref(&());
+    for note in notes {
+        let event = Event {
+            type_: if note.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: note.reason.into(),
+            note: Some(truncate(&note.message, 1000)),
+            action: note.reason.into(),
+            secondary: None,
+        };
+        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+            tracing::warn!(kind = K::KIND, name = %obj.name_any(), reason = note.reason, %error, "could not publish event");
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Whether the abort annotation asks to stop.
+pub fn abort_requested<K: Resource>(obj: &K) -> bool {
+    obj.meta()
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ABORT_ANNOTATION))
+        .is_some_and(|v| v != "false")
+}

@@ -10,7 +10,7 @@ use kube::{Api, ResourceExt, runtime::controller::Action};
 use super::{Context, Error, conditions, namespace_labels, namespace_of, publish, write_status};
 use crate::{
     api::{Experiment, Phase, RunStatus, Verdict},
-    domain::Note,
+    domain::{Note, spec_check::SpecCheck},
 };
 
 /// What to set, given the current lifecycle status and the guard's answer. Pure.
@@ -63,7 +63,10 @@ pub fn decide(
     }
 }
 
-pub async fn reconcile<K: Experiment>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile<K: Experiment + SpecCheck>(
+    obj: Arc<K>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started(K::KIND);
     let current = obj.run_status();
     // Already said for this generation: nothing to do until the object changes.

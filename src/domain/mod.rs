@@ -1,9 +1,11 @@
 //! Pure rules, no API client: target selection, namespace safety, and each kind's planning and
 //! verdicts. Everything here is unit-tested from plain values.
 
+pub mod expression;
 pub mod guard;
 pub mod podkill;
 pub mod selection;
+pub mod spec_check;
 
 /// Something worth telling a person, published by the controller as a Kubernetes Event.
 #[derive(Clone, Debug, PartialEq, Eq)]

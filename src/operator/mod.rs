@@ -24,7 +24,10 @@ use crate::{
         AutoscalingCheck, CircuitBreakerTrial, Drill, Experiment, LoadTest, PodKill, ServiceFault,
     },
     controller::{self, Context},
-    domain::guard::{OptInLabel, TargetGuard},
+    domain::{
+        guard::{OptInLabel, TargetGuard},
+        spec_check::SpecCheck,
+    },
     metrics::Metrics,
 };
 
@@ -286,7 +289,7 @@ fn podkill_controller(
         .boxed()
 }
 
-fn unsupported_controller<K: Experiment>(
+fn unsupported_controller<K: Experiment + SpecCheck>(
     client: &Client,
     scope: Option<&str>,
     ctx: &Arc<Context>,

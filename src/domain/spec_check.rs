@@ -1,0 +1,140 @@
+//! Checks of each kind's spec that the API server's schema and CEL rules cannot express: the
+//! expression language, and timings that relate fields of different objects. Each error names
+//! the field and what is allowed.
+
+use crate::{
+    api::{
+        AutoscalingCheck, CircuitBreakerTrial, Drill, LoadTest, ServiceFault, figures::AbortRule,
+    },
+    domain::expression::check_all,
+};
+
+pub trait SpecCheck {
+    fn check_spec(&self) -> Result<(), String>;
+}
+
+fn abort_rules(rules: &[AbortRule], baseline: bool) -> Result<(), String> {
+    check_all(
+        "spec.abortWhen[].when",
+        rules.iter().map(|r| &r.when),
+        baseline,
+    )
+}
+
+impl SpecCheck for LoadTest {
+    fn check_spec(&self) -> Result<(), String> {
+        check_all("spec.thresholds", &self.spec.thresholds, false)?;
+        abort_rules(&self.spec.abort_when, false)
+    }
+}
+
+impl SpecCheck for ServiceFault {
+    fn check_spec(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl SpecCheck for CircuitBreakerTrial {
+    fn check_spec(&self) -> Result<(), String> {
+        let baseline = self.spec.phases.baseline.is_some();
+        check_all("spec.expectations", &self.spec.expectations, baseline)?;
+        abort_rules(&self.spec.abort_when, baseline)
+    }
+}
+
+impl SpecCheck for AutoscalingCheck {
+    fn check_spec(&self) -> Result<(), String> {
+        check_all("spec.expect.slo", &self.spec.expect.slo, false)?;
+        abort_rules(&self.spec.abort_when, false)
+    }
+}
+
+impl SpecCheck for Drill {
+    fn check_spec(&self) -> Result<(), String> {
+        let baseline = self.spec.phases.baseline.is_some();
+        check_all("spec.expectations", &self.spec.expectations, baseline)?;
+        abort_rules(&self.spec.abort_when, baseline)?;
+        let inject = self.spec.phases.inject;
+        let mut names = std::collections::BTreeSet::new();
+        for (i, fault) in self.spec.faults.iter().enumerate() {
+            if !names.insert(fault.name.as_str()) {
+                return Err(format!(
+                    "spec.faults[{i}].name: {:?} is used twice; names must be unique",
+                    fault.name
+                ));
+            }
+            if let Some(start) = fault.start_after
+                && start >= inject
+            {
+                return Err(format!(
+                    "spec.faults[{i}].startAfter ({start}) must be less than phases.inject ({inject}): a fault starts within the inject phase"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drill(faults: &str, expectations: &str, baseline: bool) -> Drill {
+        let baseline = if baseline { "    baseline: 30s\n" } else { "" };
+        let yaml = format!(
+            "apiVersion: chaoslab.dev/v1alpha1\nkind: Drill\nmetadata: {{name: d, namespace: lab}}\nspec:\n  load: {{target: {{url: 'http://x/'}}, rate: 10, duration: 2m}}\n  phases:\n    inject: 60s\n{baseline}  faults:\n{faults}  expectations: {expectations}\n"
+        );
+        serde_saphyr::from_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+    }
+
+    const ONE_KILL: &str =
+        "    - {name: kill, startAfter: 10s, podKill: {selector: {matchLabels: {app: web}}}}\n";
+
+    #[test]
+    fn a_good_drill_passes() {
+        assert_eq!(
+            drill(ONE_KILL, "['p99 <= 2x baseline', 'errorRate < 1%']", true).check_spec(),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn relative_expectations_need_a_baseline_phase() {
+        let err = drill(ONE_KILL, "['p99 <= 2x baseline']", false)
+            .check_spec()
+            .unwrap_err();
+        assert!(
+            err.starts_with("spec.expectations[0]") && err.contains("set phases.baseline"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn faults_start_within_inject_and_have_unique_names() {
+        let late =
+            "    - {name: kill, startAfter: 60s, podKill: {selector: {matchLabels: {app: web}}}}\n";
+        let err = drill(late, "[]", false).check_spec().unwrap_err();
+        assert!(
+            err.contains("spec.faults[0].startAfter") && err.contains("phases.inject"),
+            "{err}"
+        );
+        let twice = format!("{ONE_KILL}{ONE_KILL}");
+        assert!(
+            drill(&twice, "[]", false)
+                .check_spec()
+                .unwrap_err()
+                .contains("used twice")
+        );
+    }
+
+    #[test]
+    fn loadtest_thresholds_are_parsed() {
+        let yaml = "apiVersion: chaoslab.dev/v1alpha1\nkind: LoadTest\nmetadata: {name: l, namespace: lab}\nspec:\n  load: {target: {url: 'http://x/'}, rate: 10, duration: 1m}\n  thresholds: ['p99 < 250ms', 'p95 < quick']\n";
+        let lt: LoadTest = serde_saphyr::from_str(yaml).unwrap();
+        let err = lt.check_spec().unwrap_err();
+        assert!(
+            err.starts_with("spec.thresholds[1]") && err.contains("a duration such as 250ms"),
+            "{err}"
+        );
+    }
+}

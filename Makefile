@@ -1,16 +1,28 @@
-# chaoslab — developer entry points. `make test` is what CI runs.
+# chaoslab — developer entry points. `make test` is what CI runs (.ci/run).
 SHELL := /bin/bash
 CARGO ?= cargo
-TOOLS_BIN := $(shell bash hack/tools.sh 2>/dev/null || echo /nonexistent)
-export PATH := $(TOOLS_BIN):$(PATH)
+CHAOSLAB_CACHE ?= $(HOME)/.cache/chaoslab
+export CHAOSLAB_CACHE
+# Pinned tools (helm) built by hack/tools.sh live here.
+export PATH := $(CHAOSLAB_CACHE)/bin:$(PATH)
 
-.PHONY: test fmt-check clippy unit crds crd-check helm-check build
+.PHONY: test tools fmt-check clippy unit crds helm-check build operator
 
-test: fmt-check clippy unit helm-check
+## Everything CI checks: formatting, lints, unit + mocked-API + schema + chart tests (with the
+## CRD drift check), and helm lint/template.
+test: tools fmt-check clippy unit helm-check
 	@echo "make test: all checks passed"
+
+## Build or reuse the pinned tools (helm) in $(CHAOSLAB_CACHE).
+tools:
+	bash hack/tools.sh >/dev/null
 
 build:
 	$(CARGO) build --release --locked
+
+## Run the operator against the current kubeconfig context, without leader election.
+operator:
+	$(CARGO) run --release --locked -- operator --leader-election=false
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -18,14 +30,13 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 
-# Unit, mocked-API and schema tests, including the CRD drift check (tests/schema.rs).
 unit:
 	$(CARGO) test --locked
 
-# Regenerate crds/ and the chart's copy from the Rust types.
+## Regenerate crds/ and the chart's copy from the Rust types.
 crds:
 	$(CARGO) run --quiet --locked -- crd --out-dir crds
 	$(CARGO) run --quiet --locked -- crd --out-dir charts/chaoslab/crds
 
-helm-check:
+helm-check: tools
 	bash hack/helm-check.sh

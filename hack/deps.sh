@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what building and testing chaoslab needs on a fresh machine, and checks the
+# toolchains that come with the machine. Idempotent: a ready machine is left as it is.
+#   - Debian packages (apt-get, as root): make, git, ca-certificates, build-essential
+#   - rustup components: rustfmt, clippy
+#   - Go (>= 1.24) must be on PATH: it builds helm (and, later, Kubernetes) from Go modules.
+set -euo pipefail
+
+log() { printf '[deps] %s\n' "$*" >&2; }
+
+PACKAGES=(make git ca-certificates build-essential)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v cargo >/dev/null || { log "cargo is not on PATH: install Rust with rustup (rust-version 1.89 or newer)"; exit 1; }
+if command -v rustup >/dev/null; then
+  for c in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || { log "adding rustup component $c"; rustup component add "$c"; }
+  done
+fi
+
+command -v go >/dev/null || { log "go is not on PATH: Go 1.24 or newer builds helm and Kubernetes' parts from their modules"; exit 1; }
+go_minor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
+[ "$go_minor" -ge 24 ] || { log "go $(go env GOVERSION) is too old: 1.24 or newer is needed"; exit 1; }
+log "ok: $(cargo --version), $(go env GOVERSION)"

@@ -37,7 +37,7 @@ pub struct FaultInjection {
     /// path, method and headers and abort with a status. `tcp`: faults apply to connections.
     #[serde(default)]
     pub protocol: ProxyProtocol,
-    /// The faults, applied in the order documented in docs/faults.md (abort, reset and
+    /// The faults, applied in the order documented in docs/api.md (abort, reset and
     /// blackhole decide first; latency and bandwidth shape what passes).
     #[schemars(length(min = 1, max = 8))]
     pub faults: Vec<Fault>,
@@ -61,13 +61,14 @@ pub enum ProxyProtocol {
     validation = Rule::new("(self.type == 'latency') == has(self.latency)").message("faults[].latency is required when type is latency and not allowed otherwise"),
     validation = Rule::new("(self.type == 'abort') == has(self.abort)").message("faults[].abort is required when type is abort and not allowed otherwise"),
     validation = Rule::new("(self.type == 'bandwidth') == has(self.bandwidth)").message("faults[].bandwidth is required when type is bandwidth and not allowed otherwise"),
+    validation = Rule::new("self.percent > 0.0").message("faults[].percent must be above 0: a fault that hits nothing proves nothing"),
 )]
 pub struct Fault {
     /// `latency`, `abort` (answer with a status without calling upstream), `reset` (close the
     /// connection with a TCP RST), `blackhole` (accept and never answer) or `bandwidth`.
     #[serde(rename = "type")]
     pub kind: FaultType,
-    /// The share of requests (http) or connections (tcp) hit, 0 to 100 (default 100).
+    /// The share of requests (http) or connections (tcp) hit, above 0 and up to 100 (default 100).
     #[serde(default = "default_percent")]
     #[schemars(range(min = 0.0, max = 100.0))]
     pub percent: f64,

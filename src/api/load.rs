@@ -19,7 +19,6 @@ use super::{
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("!has(self.stages) || (!has(self.duration) && !has(self.preset))").message("load.stages replaces load.duration and load.preset: give stages, or a constant level with a duration, or a preset"),
-    validation = Rule::new("has(self.stages) || has(self.preset) || has(self.duration)").message("load.duration is required for a constant load (or give load.stages or load.preset)"),
     validation = Rule::new("self.model != 'open' || has(self.stages) || has(self.rate)").message("load.rate (requests per second) is required for the open model unless load.stages are given"),
     validation = Rule::new("self.model != 'closed' || has(self.stages) || has(self.vus)").message("load.vus (virtual users) is required for the closed model unless load.stages are given"),
     validation = Rule::new("self.model == 'open' || (!has(self.rate) && !has(self.maxInFlight))").message("load.rate and load.maxInFlight belong to the open model; the closed model uses load.vus"),
@@ -49,7 +48,9 @@ pub struct LoadProfile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100_000))]
     pub vus: Option<u32>,
-    /// How long a constant load lasts (at most 24h).
+    /// How long a constant load lasts (at most 24h). Required in LoadTest and AutoscalingCheck
+    /// unless `stages` or `preset` are given; in CircuitBreakerTrial and Drill the phases set the
+    /// length, and `duration`, if given, must equal warmup + baseline + inject + recover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("duration(self) >= duration('1s') && duration(self) <= duration('24h')").message("load.duration must be from 1s to 24h"))]
     pub duration: Option<GoDuration>,
@@ -251,6 +252,7 @@ fn default_parallelism() -> u32 {
     validation = Rule::new(IMMUTABLE_WHILE_RUNNING).message(IMMUTABLE_WHILE_RUNNING_MESSAGE)
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(LOAD_LENGTH_RULE).message(LOAD_LENGTH_MESSAGE))]
 pub struct LoadTestSpec {
     /// The load: target, requests, model, level and pacing.
     pub load: LoadProfile,
@@ -272,6 +274,12 @@ pub struct LoadTestSpec {
     #[schemars(length(max = 8))]
     pub abort_when: Vec<AbortRule>,
 }
+
+/// Kinds whose load is not bounded by phases need its length: a duration, stages or a preset.
+pub const LOAD_LENGTH_RULE: &str =
+    "has(self.load.stages) || has(self.load.preset) || has(self.load.duration)";
+pub const LOAD_LENGTH_MESSAGE: &str =
+    "load.duration is required for a constant load (or give load.stages or load.preset)";
 
 /// What a LoadTest measured.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -34,9 +34,9 @@ use super::{
 #[x_kube(
     validation = Rule::new("(has(self.selector.matchLabels) && size(self.selector.matchLabels) > 0) || (has(self.selector.matchExpressions) && size(self.selector.matchExpressions) > 0)").message("selector needs at least one matchLabels or matchExpressions entry: an empty selector would match every pod in the namespace"),
     validation = Rule::new("(self.mode == 'fixed' || self.mode == 'percent') == has(self.value)").message("value is required when mode is fixed or percent, and not allowed when mode is one or all"),
-    validation = Rule::new("self.mode != 'percent' || self.value <= 100").message("value must be from 1 to 100 when mode is percent"),
+    validation = Rule::new("self.mode != 'percent' || !has(self.value) || self.value <= 100").message("value must be from 1 to 100 when mode is percent"),
     validation = Rule::new("has(self.interval) == has(self.duration)").message("interval and duration go together: set both for repeated kills, neither for a single kill"),
-    validation = Rule::new("!has(self.interval) || duration(self.interval) <= duration(self.duration)").message("interval must not be longer than duration"),
+    validation = Rule::new("!has(self.interval) || !has(self.duration) || duration(self.interval) <= duration(self.duration)").message("interval must not be longer than duration"),
 )]
 pub struct PodKillSpec {
     /// Which pods, by label, among the Running pods of this resource's namespace. Only pods in

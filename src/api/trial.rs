@@ -12,7 +12,7 @@ use super::{
     common::{GoDuration, RunStatus},
     fault::FaultInjection,
     figures::{AbortRecord, AbortRule, ExpectationResult, PhasePlan, PhaseResult, RecoveryFigures},
-    load::LoadProfile,
+    load::{LOAD_LENGTH_MESSAGE, LOAD_LENGTH_RULE, LoadProfile},
     podkill::PodKillSpec,
 };
 
@@ -61,7 +61,8 @@ pub type Expressions = Vec<String>;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CircuitBreakerTrialSpec {
-    /// Load on the caller (`load.target` is the caller's Service or URL).
+    /// Load on the caller (`load.target` is the caller's Service or URL). It runs through
+    /// warmup, baseline, inject and recover.
     pub load: LoadProfile,
     /// The faults in front of the caller's dependency, active during `phases.inject`.
     pub dependency: FaultInjection,
@@ -87,8 +88,9 @@ pub struct BreakerExpectations {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("duration(self) <= duration('10m')").message("expect.opensWithin must be at most 10m"))]
     pub opens_within: Option<GoDuration>,
-    /// While open, the caller's p99 stays under this (fast failure or fallback).
+    /// While open, the caller's p99 stays under this (fast failure or fallback; at most 1m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("duration(self) <= duration('1m')").message("expect.openP99Below must be at most 1m"))]
     pub open_p99_below: Option<GoDuration>,
     /// While open, calls reaching the dependency fall by at least this percentage of the
     /// baseline's (0 to 100).
@@ -151,6 +153,7 @@ pub struct BreakerFigures {
     validation = Rule::new(IMMUTABLE_WHILE_RUNNING).message(IMMUTABLE_WHILE_RUNNING_MESSAGE)
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(LOAD_LENGTH_RULE).message(LOAD_LENGTH_MESSAGE))]
 pub struct AutoscalingCheckSpec {
     /// The Deployment that should scale, and its HPA.
     pub target: ScaleTarget,
@@ -282,6 +285,7 @@ pub struct DrillSpec {
 #[x_kube(
     validation = Rule::new("has(self.podKill) != has(self.serviceFault)").message("each faults[] entry needs exactly one of podKill and serviceFault"),
     validation = Rule::new("!has(self.serviceFault) || has(self.duration)").message("faults[].duration is required for a serviceFault: every fault is time-bounded"),
+    validation = Rule::new("!has(self.podKill) || !has(self.duration)").message("faults[].duration is for a serviceFault; a podKill repeats by its own interval and duration"),
 )]
 pub struct DrillFault {
     /// A name for status and reports.

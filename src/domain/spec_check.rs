@@ -2,9 +2,13 @@
 //! expression language, and timings that relate fields of different objects. Each error names
 //! the field and what is allowed.
 
+use std::time::Duration;
+
 use crate::{
     api::{
-        AutoscalingCheck, CircuitBreakerTrial, Drill, LoadTest, ServiceFault, figures::AbortRule,
+        AutoscalingCheck, CircuitBreakerTrial, Drill, GoDuration, LoadTest, ServiceFault,
+        figures::{AbortRule, PhasePlan},
+        load::LoadProfile,
     },
     domain::expression::check_all,
 };
@@ -19,6 +23,37 @@ fn abort_rules(rules: &[AbortRule], baseline: bool) -> Result<(), String> {
         rules.iter().map(|r| &r.when),
         baseline,
     )
+}
+
+/// In a phased run the phases set the load's length: a duration or stages, when given, must
+/// cover exactly warmup + baseline + inject + recover (cooldown runs without load).
+fn load_fits_phases(load: &LoadProfile, phases: &PhasePlan) -> Result<(), String> {
+    let total: Duration = [
+        phases.warmup,
+        phases.baseline,
+        Some(phases.inject),
+        phases.recover,
+    ]
+    .into_iter()
+    .flatten()
+    .map(GoDuration::as_std)
+    .sum();
+    let given = match (&load.duration, &load.stages) {
+        (Some(d), _) => Some(("spec.load.duration", d.as_std())),
+        (None, Some(stages)) => Some((
+            "spec.load.stages",
+            stages.iter().map(|s| s.duration.as_std()).sum(),
+        )),
+        (None, None) => None,
+    };
+    match given {
+        Some((field, length)) if length != total => Err(format!(
+            "{field} lasts {}, but the load runs through warmup + baseline + inject + recover = {}: make them equal, or leave {field} out",
+            GoDuration(length),
+            GoDuration(total)
+        )),
+        _ => Ok(()),
+    }
 }
 
 impl SpecCheck for LoadTest {
@@ -37,6 +72,7 @@ impl SpecCheck for ServiceFault {
 impl SpecCheck for CircuitBreakerTrial {
     fn check_spec(&self) -> Result<(), String> {
         let baseline = self.spec.phases.baseline.is_some();
+        load_fits_phases(&self.spec.load, &self.spec.phases)?;
         check_all("spec.expectations", &self.spec.expectations, baseline)?;
         abort_rules(&self.spec.abort_when, baseline)
     }
@@ -52,6 +88,7 @@ impl SpecCheck for AutoscalingCheck {
 impl SpecCheck for Drill {
     fn check_spec(&self) -> Result<(), String> {
         let baseline = self.spec.phases.baseline.is_some();
+        load_fits_phases(&self.spec.load, &self.spec.phases)?;
         check_all("spec.expectations", &self.spec.expectations, baseline)?;
         abort_rules(&self.spec.abort_when, baseline)?;
         let inject = self.spec.phases.inject;
@@ -82,9 +119,24 @@ mod tests {
     fn drill(faults: &str, expectations: &str, baseline: bool) -> Drill {
         let baseline = if baseline { "    baseline: 30s\n" } else { "" };
         let yaml = format!(
-            "apiVersion: chaoslab.dev/v1alpha1\nkind: Drill\nmetadata: {{name: d, namespace: lab}}\nspec:\n  load: {{target: {{url: 'http://x/'}}, rate: 10, duration: 2m}}\n  phases:\n    inject: 60s\n{baseline}  faults:\n{faults}  expectations: {expectations}\n"
+            "apiVersion: chaoslab.dev/v1alpha1\nkind: Drill\nmetadata: {{name: d, namespace: lab}}\nspec:\n  load: {{target: {{url: 'http://x/'}}, rate: 10}}\n  phases:\n    inject: 60s\n{baseline}  faults:\n{faults}  expectations: {expectations}\n"
         );
         serde_saphyr::from_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+    }
+
+    #[test]
+    fn a_given_load_length_must_match_the_phases() {
+        let mut d = drill(ONE_KILL, "[]", true);
+        assert_eq!(d.check_spec(), Ok(()), "left out, the phases decide");
+        // inject 60s + baseline 30s = 90s, but the load says 2m.
+        d.spec.load.duration = Some("2m".parse().unwrap());
+        let err = d.check_spec().unwrap_err();
+        assert!(
+            err.starts_with("spec.load.duration lasts 120s") && err.contains("= 90s"),
+            "{err}"
+        );
+        d.spec.load.duration = Some("90s".parse().unwrap());
+        assert_eq!(d.check_spec(), Ok(()));
     }
 
     const ONE_KILL: &str =

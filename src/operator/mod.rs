@@ -48,9 +48,9 @@ pub struct Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {
-    #[error("cannot reach the Kubernetes API: {0}")]
+    #[error("cannot reach the Kubernetes API (is a kubeconfig or in-cluster service account available?)")]
     Client(#[source] kube::Error),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,
@@ -59,7 +59,7 @@ pub enum OperatorError {
         "leader election is on but the operator's namespace is unknown: set --namespace or POD_NAMESPACE"
     )]
     NoLeaseNamespace,
-    #[error("leader election failed: {0}")]
+    #[error("leader election failed")]
     Lease(#[from] kube_lease_manager::LeaseManagerError),
     #[error("lost the leadership Lease; exiting so a fresh process can compete again")]
     LostLeadership,

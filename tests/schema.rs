@@ -36,7 +36,9 @@ fn checked_in_crds_match_the_rust_types() {
 fn parse_typed(doc: &Value) -> Result<(), String> {
     use chaoslab::{api::*, controller::podkill, domain::spec_check::SpecCheck};
     fn checked<K: serde::de::DeserializeOwned + SpecCheck>(v: Value) -> Result<(), String> {
-        serde_json::from_value::<K>(v).map_err(|e| e.to_string())?.check_spec()
+        serde_json::from_value::<K>(v)
+            .map_err(|e| e.to_string())?
+            .check_spec()
     }
     let v = doc.clone();
     match doc["kind"].as_str().unwrap_or_default() {

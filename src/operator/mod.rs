@@ -48,7 +48,9 @@ pub struct Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {
-    #[error("cannot reach the Kubernetes API (is a kubeconfig or in-cluster service account available?)")]
+    #[error(
+        "cannot reach the Kubernetes API (is a kubeconfig or in-cluster service account available?)"
+    )]
     Client(#[source] kube::Error),
     #[error("cannot listen on {addr}")]
     Listen {

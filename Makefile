@@ -12,6 +12,7 @@ export PATH := $(CHAOSLAB_CACHE)/bin:$(PATH)
 ## CRD drift check), and helm lint/template.
 test: tools fmt-check clippy unit helm-check
 	@echo "make test: all checks passed"
+	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' target/test-output.txt
 
 ## Build or reuse the pinned tools (helm) in $(CHAOSLAB_CACHE).
 tools:
@@ -31,7 +32,8 @@ clippy:
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 
 unit:
-	$(CARGO) test --locked
+	@mkdir -p target
+	set -o pipefail; $(CARGO) test --locked 2>&1 | tee target/test-output.txt
 
 ## Regenerate crds/ and the chart's copy from the Rust types.
 crds:

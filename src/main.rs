@@ -54,19 +54,10 @@ struct OperatorArgs {
     #[arg(long, env = "POD_NAME")]
     pod_name: Option<String>,
     /// The label (KEY=VALUE) a namespace needs before anything in it can be targeted.
-    #[arg(
-        long,
-        env = "CHAOSLAB_OPT_IN_LABEL",
-        default_value = "chaoslab.dev/chaos=enabled"
-    )]
+    #[arg(long, env = "CHAOSLAB_OPT_IN_LABEL", default_value = "chaoslab.dev/chaos=enabled")]
     opt_in_label: String,
     /// Namespaces to watch, comma-separated; empty watches all.
-    #[arg(
-        long,
-        env = "CHAOSLAB_WATCH_NAMESPACES",
-        value_delimiter = ',',
-        default_value = ""
-    )]
+    #[arg(long, env = "CHAOSLAB_WATCH_NAMESPACES", value_delimiter = ',', default_value = "")]
     watch_namespaces: Vec<String>,
 }
 
@@ -85,25 +76,19 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(filter).with_context(|| {
-        format!("--log-level {filter:?} is not a valid filter (try info or chaoslab=debug)")
-    })?;
+    let filter = EnvFilter::try_new(filter)
+        .with_context(|| format!("--log-level {filter:?} is not a valid filter (try info or chaoslab=debug)"))?;
     let registry = tracing_subscriber::registry().with(filter);
     match format {
         LogFormat::Plain => registry.with(fmt::layer()).try_init(),
-        LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true))
-            .try_init(),
+        LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true)).try_init(),
     }
     .context("installing the logger")
 }
 
 fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
     init_logging(args.log_format, &args.log_level)?;
-    let opt_in = args
-        .opt_in_label
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!("--opt-in-label: {e}"))?;
+    let opt_in = args.opt_in_label.parse().map_err(|e: String| anyhow::anyhow!("--opt-in-label: {e}"))?;
     let config = chaoslab::operator::Config {
         listen_addr: args.listen_addr,
         leader_election: args.leader_election,
@@ -119,9 +104,7 @@ fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
             .collect(),
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime
-        .block_on(chaoslab::operator::run(config))
-        .context("operator stopped")?;
+    runtime.block_on(chaoslab::operator::run(config)).context("operator stopped")?;
     Ok(())
 }
 

@@ -54,13 +54,7 @@ impl Collector for ExperimentCollector {
         let sources = self.sources.lock().map_err(|_| fmt::Error)?;
         for (kind, source) in sources.iter() {
             for (phase, verdict) in source() {
-                family
-                    .get_or_create(&ExperimentLabels {
-                        kind: kind.clone(),
-                        phase,
-                        verdict,
-                    })
-                    .inc();
+                family.get_or_create(&ExperimentLabels { kind: kind.clone(), phase, verdict }).inc();
             }
         }
         let metric = encoder.encode_descriptor(
@@ -88,59 +82,29 @@ impl Default for Metrics {
         let reconciles = Family::<KindLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
         let duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ])
+            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
         });
-        registry.register(
-            "reconciliations",
-            "Reconciliations by kind",
-            reconciles.clone(),
-        );
-        registry.register(
-            "reconcile_errors",
-            "Reconcile errors by kind and reason",
-            errors.clone(),
-        );
-        registry.register(
-            "reconcile_duration_seconds",
-            "Time spent in one reconcile",
-            duration.clone(),
-        );
+        registry.register("reconciliations", "Reconciliations by kind", reconciles.clone());
+        registry.register("reconcile_errors", "Reconcile errors by kind and reason", errors.clone());
+        registry.register("reconcile_duration_seconds", "Time spent in one reconcile", duration.clone());
         let experiments = Arc::new(ExperimentCollector::default());
         registry.register_collector(Box::new(experiments.clone()));
-        Self {
-            registry,
-            reconciles,
-            errors,
-            duration,
-            experiments,
-        }
+        Self { registry, reconciles, errors, duration, experiments }
     }
 }
 
 impl Metrics {
     /// Count a reconcile; the returned guard records its duration when dropped.
     pub fn reconcile_started(&self, kind: &str) -> ReconcileTimer {
-        self.reconciles
-            .get_or_create(&KindLabels { kind: kind.into() })
-            .inc();
+        self.reconciles.get_or_create(&KindLabels { kind: kind.into() }).inc();
         ReconcileTimer {
-            histogram: self
-                .duration
-                .get_or_create(&KindLabels { kind: kind.into() })
-                .clone(),
+            histogram: self.duration.get_or_create(&KindLabels { kind: kind.into() }).clone(),
             start: Instant::now(),
         }
     }
 
     pub fn reconcile_failed(&self, kind: &str, reason: &str) {
-        self.errors
-            .get_or_create(&ErrorLabels {
-                kind: kind.into(),
-                reason: reason.into(),
-            })
-            .inc();
+        self.errors.get_or_create(&ErrorLabels { kind: kind.into(), reason: reason.into() }).inc();
     }
 
     /// Add a source of experiments for the `chaoslab_experiments` gauge.
@@ -189,27 +153,10 @@ mod tests {
             }),
         );
         let text = m.encode().unwrap();
-        assert!(
-            text.contains(r#"chaoslab_reconciliations_total{kind="PodKill"} 1"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"chaoslab_reconcile_errors_total{kind="PodKill",reason="kube"} 1"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                r#"chaoslab_experiments{kind="PodKill",phase="Succeeded",verdict="Pass"} 2"#
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"chaoslab_experiments{kind="PodKill",phase="Running",verdict=""} 1"#),
-            "{text}"
-        );
-        assert!(
-            text.contains("chaoslab_reconcile_duration_seconds_count{kind=\"PodKill\"} 1"),
-            "{text}"
-        );
+        assert!(text.contains(r#"chaoslab_reconciliations_total{kind="PodKill"} 1"#), "{text}");
+        assert!(text.contains(r#"chaoslab_reconcile_errors_total{kind="PodKill",reason="kube"} 1"#), "{text}");
+        assert!(text.contains(r#"chaoslab_experiments{kind="PodKill",phase="Succeeded",verdict="Pass"} 2"#), "{text}");
+        assert!(text.contains(r#"chaoslab_experiments{kind="PodKill",phase="Running",verdict=""} 1"#), "{text}");
+        assert!(text.contains("chaoslab_reconcile_duration_seconds_count{kind=\"PodKill\"} 1"), "{text}");
     }
 }

@@ -27,21 +27,14 @@ fn repo_path(rel: &str) -> PathBuf {
 }
 
 fn runs(helm: &Path) -> bool {
-    Command::new(helm)
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success())
+    Command::new(helm).arg("version").output().is_ok_and(|o| o.status.success())
 }
 
 /// `$HELM`, else the pinned helm in hack/tools.sh's cache, else `helm` on PATH.
 fn helm() -> PathBuf {
     if let Some(path) = std::env::var_os("HELM").filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
-        assert!(
-            runs(&path),
-            "HELM={} does not run; unset it or run `bash hack/tools.sh`",
-            path.display()
-        );
+        assert!(runs(&path), "HELM={} does not run; unset it or run `bash hack/tools.sh`", path.display());
         return path;
     }
     let cache = std::env::var_os("CHAOSLAB_CACHE")
@@ -92,12 +85,8 @@ fn all<T: DeserializeOwned>(docs: &[Value], kind: &str) -> Vec<T> {
     docs.iter()
         .filter(|d| d["kind"] == kind)
         .map(|d| {
-            serde_json::from_value(d.clone()).unwrap_or_else(|e| {
-                panic!(
-                    "rendered {kind} {} does not parse: {e}",
-                    d["metadata"]["name"]
-                )
-            })
+            serde_json::from_value(d.clone())
+                .unwrap_or_else(|e| panic!("rendered {kind} {} does not parse: {e}", d["metadata"]["name"]))
         })
         .collect()
 }
@@ -109,16 +98,8 @@ fn one<T: DeserializeOwned>(docs: &[Value], kind: &str) -> T {
 }
 
 fn operator_container(deploy: &Deployment) -> Container {
-    let pod = deploy
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
-        .expect("Deployment has a pod spec");
-    assert_eq!(
-        pod.containers.len(),
-        1,
-        "the operator pod has one container"
-    );
+    let pod = deploy.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("Deployment has a pod spec");
+    assert_eq!(pod.containers.len(), 1, "the operator pod has one container");
     pod.containers[0].clone()
 }
 
@@ -136,10 +117,7 @@ type Grant = (String, String, String, String);
 fn grants(rules: &[PolicyRule]) -> BTreeSet<Grant> {
     let mut out = BTreeSet::new();
     for rule in rules {
-        assert!(
-            rule.non_resource_urls.as_ref().is_none_or(|u| u.is_empty()),
-            "no nonResourceURLs: {rule:?}"
-        );
+        assert!(rule.non_resource_urls.as_ref().is_none_or(|u| u.is_empty()), "no nonResourceURLs: {rule:?}");
         let names: Vec<String> = match rule.resource_names.as_deref() {
             Some(names) if !names.is_empty() => names.to_vec(),
             _ => vec![String::new()],
@@ -165,70 +143,42 @@ fn expect_named(group: &str, resources: &[&str], name: &str, verbs: &[&str]) -> 
     let mut out = BTreeSet::new();
     for r in resources {
         for v in verbs {
-            out.insert((
-                group.to_owned(),
-                (*r).to_owned(),
-                name.to_owned(),
-                (*v).to_owned(),
-            ));
+            out.insert((group.to_owned(), (*r).to_owned(), name.to_owned(), (*v).to_owned()));
         }
     }
     out
 }
 
-const PLURALS: [&str; 6] = [
-    "loadtests",
-    "podkills",
-    "servicefaults",
-    "circuitbreakertrials",
-    "autoscalingchecks",
-    "drills",
-];
+const PLURALS: [&str; 6] =
+    ["loadtests", "podkills", "servicefaults", "circuitbreakertrials", "autoscalingchecks", "drills"];
 
 /// The operator's contract: what it does to objects in the namespaces it acts in.
 fn namespaced_contract() -> BTreeSet<Grant> {
-    let sub = |s: &str| {
-        PLURALS
-            .iter()
-            .map(|p| format!("{p}/{s}"))
-            .collect::<Vec<_>>()
-    };
+    let sub = |s: &str| PLURALS.iter().map(|p| format!("{p}/{s}")).collect::<Vec<_>>();
     let (status, finalizers) = (sub("status"), sub("finalizers"));
     let status: Vec<&str> = status.iter().map(String::as_str).collect();
     let finalizers: Vec<&str> = finalizers.iter().map(String::as_str).collect();
     let mut out = BTreeSet::new();
-    out.extend(expect(
-        "chaoslab.dev",
-        &PLURALS,
-        &["get", "list", "watch", "patch", "update"],
-    ));
+    out.extend(expect("chaoslab.dev", &PLURALS, &["get", "list", "watch", "patch", "update"]));
     out.extend(expect("chaoslab.dev", &status, &["get", "patch", "update"]));
     out.extend(expect("chaoslab.dev", &finalizers, &["update"]));
     out.extend(expect("", &["pods"], &["get", "list", "watch", "delete"]));
     out.extend(expect("", &["pods/eviction"], &["create"]));
     out.extend(expect("events.k8s.io", &["events"], &["create", "patch"]));
-    out.extend(expect(
-        "apps",
-        &["replicasets", "statefulsets", "daemonsets"],
-        &["get"],
-    ));
+    out.extend(expect("apps", &["replicasets", "statefulsets", "daemonsets"], &["get"]));
     out.extend(expect("batch", &["jobs"], &["get"]));
     out
 }
 
 fn cluster_scoped_contract() -> BTreeSet<Grant> {
-    expect("", &["namespaces"], &["get", "list", "watch"])
+    expect("", &["namespaces"], &["get"])
 }
 
 /// No rule of any (Cluster)Role in the render uses a wildcard.
 fn assert_no_wildcards(docs: &[Value]) {
     let mut rules: Vec<(String, PolicyRule)> = Vec::new();
     for cr in all::<ClusterRole>(docs, "ClusterRole") {
-        assert!(
-            cr.aggregation_rule.is_none(),
-            "ClusterRole {:?} aggregates other roles",
-            cr.metadata.name
-        );
+        assert!(cr.aggregation_rule.is_none(), "ClusterRole {:?} aggregates other roles", cr.metadata.name);
         let name = format!("ClusterRole {}", cr.metadata.name.unwrap_or_default());
         rules.extend(cr.rules.into_iter().flatten().map(|r| (name.clone(), r)));
     }
@@ -241,28 +191,18 @@ fn assert_no_wildcards(docs: &[Value]) {
         let fields = [
             ("apiGroups", rule.api_groups.clone().unwrap_or_default()),
             ("resources", rule.resources.clone().unwrap_or_default()),
-            (
-                "resourceNames",
-                rule.resource_names.clone().unwrap_or_default(),
-            ),
+            ("resourceNames", rule.resource_names.clone().unwrap_or_default()),
             ("verbs", rule.verbs.clone()),
         ];
         for (field, values) in fields {
-            assert!(
-                !values.iter().any(|v| v.contains('*')),
-                "{owner} has a wildcard in {field}: {rule:?}"
-            );
+            assert!(!values.iter().any(|v| v.contains('*')), "{owner} has a wildcard in {field}: {rule:?}");
         }
     }
 }
 
 fn assert_binds_operator(subjects: Option<&Vec<k8s_openapi::api::rbac::v1::Subject>>, what: &str) {
     let subjects = subjects.unwrap_or_else(|| panic!("{what} has no subjects"));
-    assert_eq!(
-        subjects.len(),
-        1,
-        "{what} binds exactly the operator's ServiceAccount"
-    );
+    assert_eq!(subjects.len(), 1, "{what} binds exactly the operator's ServiceAccount");
     let s = &subjects[0];
     assert_eq!(
         (s.kind.as_str(), s.name.as_str(), s.namespace.as_deref()),
@@ -288,58 +228,31 @@ fn deployment_is_hardened_and_single_active() {
 
     let psc = pod.security_context.as_ref().expect("pod securityContext");
     assert_eq!(psc.run_as_non_root, Some(true), "pod runs as non-root");
-    assert!(
-        psc.run_as_user.is_some_and(|u| u != 0),
-        "pod runAsUser is set and not root: {:?}",
-        psc.run_as_user
-    );
+    assert!(psc.run_as_user.is_some_and(|u| u != 0), "pod runAsUser is set and not root: {:?}", psc.run_as_user);
     assert_eq!(psc.run_as_user, Some(65532), "the distroless nonroot user");
     assert_eq!(psc.run_as_group, Some(65532));
-    assert_eq!(
-        psc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
-        Some("RuntimeDefault")
-    );
+    assert_eq!(psc.seccomp_profile.as_ref().map(|s| s.type_.as_str()), Some("RuntimeDefault"));
 
     let c = operator_container(&deploy);
-    assert_eq!(
-        c.image.as_deref(),
-        Some("chaoslab:0.1.0"),
-        "image tag defaults to the appVersion"
-    );
+    assert_eq!(c.image.as_deref(), Some("chaoslab:0.1.0"), "image tag defaults to the appVersion");
     assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
     assert_eq!(c.args.as_deref(), Some(&["operator".to_owned()][..]));
-    let sc = c
-        .security_context
-        .as_ref()
-        .expect("container securityContext");
+    let sc = c.security_context.as_ref().expect("container securityContext");
     assert_eq!(sc.read_only_root_filesystem, Some(true));
     assert_eq!(sc.allow_privilege_escalation, Some(false));
     assert_eq!(sc.privileged, None, "never privileged");
     let caps = sc.capabilities.as_ref().expect("capabilities");
     assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_owned()][..]));
-    assert!(
-        caps.add.as_ref().is_none_or(|a| a.is_empty()),
-        "no capability is added"
-    );
+    assert!(caps.add.as_ref().is_none_or(|a| a.is_empty()), "no capability is added");
     // The container may not weaken what the pod sets.
     assert_ne!(sc.run_as_non_root, Some(false));
     assert!(sc.run_as_user.is_none_or(|u| u != 0));
 
-    let port = c
-        .ports
-        .iter()
-        .flatten()
-        .find(|p| p.name.as_deref() == Some("http"))
-        .expect("a port named http");
+    let port = c.ports.iter().flatten().find(|p| p.name.as_deref() == Some("http")).expect("a port named http");
     assert_eq!(port.container_port, 8080);
-    for (probe, path) in [
-        (&c.liveness_probe, "/healthz"),
-        (&c.readiness_probe, "/readyz"),
-    ] {
-        let get = probe
-            .as_ref()
-            .and_then(|p| p.http_get.as_ref())
-            .unwrap_or_else(|| panic!("{path} probe is an HTTP GET"));
+    for (probe, path) in [(&c.liveness_probe, "/healthz"), (&c.readiness_probe, "/readyz")] {
+        let get =
+            probe.as_ref().and_then(|p| p.http_get.as_ref()).unwrap_or_else(|| panic!("{path} probe is an HTTP GET"));
         assert_eq!(get.path.as_deref(), Some(path));
         assert_eq!(
             serde_json::to_value(&get.port).expect("port serializes"),
@@ -349,10 +262,9 @@ fn deployment_is_hardened_and_single_active() {
     }
 
     let resources = c.resources.as_ref().expect("resources");
-    let q = |m: &Option<
-        std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
-    >,
-             k: &str| { m.as_ref().and_then(|m| m.get(k)).map(|q| q.0.clone()) };
+    let q =
+        |m: &Option<std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+         k: &str| { m.as_ref().and_then(|m| m.get(k)).map(|q| q.0.clone()) };
     assert_eq!(q(&resources.requests, "cpu").as_deref(), Some("50m"));
     assert_eq!(q(&resources.requests, "memory").as_deref(), Some("64Mi"));
     assert_eq!(q(&resources.limits, "cpu").as_deref(), Some("500m"));
@@ -363,47 +275,19 @@ fn deployment_is_hardened_and_single_active() {
 fn operator_settings_come_from_values_and_the_downward_api() {
     let docs = render(&[]);
     let c = operator_container(&one::<Deployment>(&docs, "Deployment"));
-    for (name, field) in [
-        ("POD_NAME", "metadata.name"),
-        ("POD_NAMESPACE", "metadata.namespace"),
-    ] {
+    for (name, field) in [("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")] {
         let var = env(&c, name).unwrap_or_else(|| panic!("{name} is set"));
-        assert_eq!(
-            var.value, None,
-            "{name} comes from the downward API, not a literal"
-        );
+        assert_eq!(var.value, None, "{name} comes from the downward API, not a literal");
         let field_ref = var.value_from.as_ref().and_then(|v| v.field_ref.as_ref());
-        assert_eq!(
-            field_ref.map(|f| f.field_path.as_str()),
-            Some(field),
-            "{name} comes from fieldRef {field}"
-        );
+        assert_eq!(field_ref.map(|f| f.field_path.as_str()), Some(field), "{name} comes from fieldRef {field}");
     }
-    assert_eq!(
-        env_value(&c, "CHAOSLAB_LISTEN_ADDR").as_deref(),
-        Some("0.0.0.0:8080")
-    );
+    assert_eq!(env_value(&c, "CHAOSLAB_LISTEN_ADDR").as_deref(), Some("0.0.0.0:8080"));
     assert_eq!(env_value(&c, "CHAOSLAB_LOG_LEVEL").as_deref(), Some("info"));
-    assert!(matches!(
-        env_value(&c, "CHAOSLAB_LOG_FORMAT").as_deref(),
-        Some("plain" | "json")
-    ));
-    assert_eq!(
-        env_value(&c, "CHAOSLAB_LEADER_ELECTION").as_deref(),
-        Some("true")
-    );
-    assert_eq!(
-        env_value(&c, "CHAOSLAB_LEASE_NAME").as_deref(),
-        Some("chaoslab-operator")
-    );
-    assert_eq!(
-        env_value(&c, "CHAOSLAB_OPT_IN_LABEL").as_deref(),
-        Some("chaoslab.dev/chaos=enabled")
-    );
-    assert!(
-        env(&c, "CHAOSLAB_WATCH_NAMESPACES").is_none(),
-        "all namespaces: the variable is left unset"
-    );
+    assert!(matches!(env_value(&c, "CHAOSLAB_LOG_FORMAT").as_deref(), Some("plain" | "json")));
+    assert_eq!(env_value(&c, "CHAOSLAB_LEADER_ELECTION").as_deref(), Some("true"));
+    assert_eq!(env_value(&c, "CHAOSLAB_LEASE_NAME").as_deref(), Some("chaoslab-operator"));
+    assert_eq!(env_value(&c, "CHAOSLAB_OPT_IN_LABEL").as_deref(), Some("chaoslab.dev/chaos=enabled"));
+    assert!(env(&c, "CHAOSLAB_WATCH_NAMESPACES").is_none(), "all namespaces: the variable is left unset");
 
     let docs = render(&[
         "--set",
@@ -420,22 +304,10 @@ fn operator_settings_come_from_values_and_the_downward_api() {
         "image.tag=dev",
     ]);
     let c = operator_container(&one::<Deployment>(&docs, "Deployment"));
-    assert_eq!(
-        env_value(&c, "CHAOSLAB_WATCH_NAMESPACES").as_deref(),
-        Some("a,b")
-    );
-    assert_eq!(
-        env_value(&c, "CHAOSLAB_LEADER_ELECTION").as_deref(),
-        Some("false")
-    );
-    assert_eq!(
-        env_value(&c, "CHAOSLAB_OPT_IN_LABEL").as_deref(),
-        Some("example.com/chaos=yes")
-    );
-    assert_eq!(
-        env_value(&c, "CHAOSLAB_LOG_FORMAT").as_deref(),
-        Some("json")
-    );
+    assert_eq!(env_value(&c, "CHAOSLAB_WATCH_NAMESPACES").as_deref(), Some("a,b"));
+    assert_eq!(env_value(&c, "CHAOSLAB_LEADER_ELECTION").as_deref(), Some("false"));
+    assert_eq!(env_value(&c, "CHAOSLAB_OPT_IN_LABEL").as_deref(), Some("example.com/chaos=yes"));
+    assert_eq!(env_value(&c, "CHAOSLAB_LOG_FORMAT").as_deref(), Some("json"));
     assert_eq!(c.image.as_deref(), Some("chaoslab:dev"));
 }
 
@@ -448,38 +320,18 @@ fn metrics_service_targets_the_http_port() {
     assert_eq!(ports.len(), 1);
     assert_eq!(ports[0].name.as_deref(), Some("http"));
     assert_eq!(ports[0].port, 8080);
-    assert_eq!(
-        serde_json::to_value(&ports[0].target_port).expect("serializes"),
-        Value::from("http")
-    );
+    assert_eq!(serde_json::to_value(&ports[0].target_port).expect("serializes"), Value::from("http"));
     let deploy: Deployment = one(&docs, "Deployment");
-    let pod_labels = deploy
-        .spec
-        .and_then(|s| s.template.metadata)
-        .and_then(|m| m.labels)
-        .expect("pod labels");
+    let pod_labels = deploy.spec.and_then(|s| s.template.metadata).and_then(|m| m.labels).expect("pod labels");
     for (k, v) in spec.selector.expect("Service selector") {
-        assert_eq!(
-            pod_labels.get(&k),
-            Some(&v),
-            "the Service selects the operator pod ({k})"
-        );
+        assert_eq!(pod_labels.get(&k), Some(&v), "the Service selects the operator pod ({k})");
     }
     let annotations = svc.metadata.annotations.unwrap_or_default();
-    assert_eq!(
-        annotations.get("prometheus.io/path").map(String::as_str),
-        Some("/metrics")
-    );
+    assert_eq!(annotations.get("prometheus.io/path").map(String::as_str), Some("/metrics"));
 
     let docs = render(&["--set", "metrics.service.prometheusAnnotations=false"]);
     let svc: Service = one(&docs, "Service");
-    assert!(
-        svc.metadata
-            .annotations
-            .unwrap_or_default()
-            .keys()
-            .all(|k| !k.starts_with("prometheus.io/"))
-    );
+    assert!(svc.metadata.annotations.unwrap_or_default().keys().all(|k| !k.starts_with("prometheus.io/")));
 }
 
 #[test]
@@ -489,29 +341,13 @@ fn cluster_role_grants_exactly_the_contract_and_no_wildcards() {
     let role: ClusterRole = one(&docs, "ClusterRole");
     let granted = grants(role.rules.as_deref().unwrap_or_default());
 
-    let eviction = (
-        "".to_owned(),
-        "pods/eviction".to_owned(),
-        String::new(),
-        "create".to_owned(),
-    );
-    assert!(
-        granted.contains(&eviction),
-        "the ClusterRole grants pods/eviction create"
-    );
+    let eviction = ("".to_owned(), "pods/eviction".to_owned(), String::new(), "create".to_owned());
+    assert!(granted.contains(&eviction), "the ClusterRole grants pods/eviction create");
     {
         let group = "events.k8s.io";
         for verb in ["create", "patch"] {
-            let g = (
-                group.to_owned(),
-                "events".to_owned(),
-                String::new(),
-                verb.to_owned(),
-            );
-            assert!(
-                granted.contains(&g),
-                "the ClusterRole grants events {verb} in group {group:?}"
-            );
+            let g = (group.to_owned(), "events".to_owned(), String::new(), verb.to_owned());
+            assert!(granted.contains(&g), "the ClusterRole grants events {verb} in group {group:?}");
         }
     }
 
@@ -528,11 +364,7 @@ fn cluster_role_grants_exactly_the_contract_and_no_wildcards() {
     assert_eq!(binding.role_ref.kind, "ClusterRole");
     assert_eq!(Some(&binding.role_ref.name), role.metadata.name.as_ref());
     assert_binds_operator(binding.subjects.as_ref(), "the ClusterRoleBinding");
-    assert!(
-        all::<RoleBinding>(&docs, "RoleBinding")
-            .iter()
-            .all(|rb| rb.role_ref.kind == "Role")
-    );
+    assert!(all::<RoleBinding>(&docs, "RoleBinding").iter().all(|rb| rb.role_ref.kind == "Role"));
 }
 
 #[test]
@@ -548,72 +380,43 @@ fn leases_are_granted_only_in_the_release_namespace() {
         }
     }
     let role: Role = one(&docs, "Role");
-    assert_eq!(
-        role.metadata.namespace.as_deref(),
-        Some(NAMESPACE),
-        "the Lease Role is in the release namespace"
-    );
+    assert_eq!(role.metadata.namespace.as_deref(), Some(NAMESPACE), "the Lease Role is in the release namespace");
     let granted = grants(role.rules.as_deref().unwrap_or_default());
     assert!(
-        granted
-            .iter()
-            .all(|(g, r, _, _)| g == "coordination.k8s.io" && r == "leases"),
+        granted.iter().all(|(g, r, _, _)| g == "coordination.k8s.io" && r == "leases"),
         "the Role is only about Leases"
     );
     let verbs: BTreeSet<&str> = granted.iter().map(|(_, _, _, v)| v.as_str()).collect();
     assert_eq!(verbs, BTreeSet::from(["get", "create", "update", "patch"]));
     for (_, _, name, verb) in &granted {
         if verb != "create" {
-            assert_eq!(
-                name, "chaoslab-operator",
-                "{verb} is limited to the operator's Lease"
-            );
+            assert_eq!(name, "chaoslab-operator", "{verb} is limited to the operator's Lease");
         }
     }
 
     let bindings: Vec<RoleBinding> = all(&docs, "RoleBinding");
     let binding = bindings
         .iter()
-        .find(|b| {
-            b.role_ref.kind == "Role" && Some(&b.role_ref.name) == role.metadata.name.as_ref()
-        })
+        .find(|b| b.role_ref.kind == "Role" && Some(&b.role_ref.name) == role.metadata.name.as_ref())
         .expect("a RoleBinding for the Lease Role");
     assert_eq!(binding.metadata.namespace.as_deref(), Some(NAMESPACE));
     assert_binds_operator(binding.subjects.as_ref(), "the Lease RoleBinding");
 
     let docs = render(&["--set", "leaderElection.enabled=false"]);
-    assert!(
-        all::<Role>(&docs, "Role").is_empty(),
-        "no Lease Role without leader election"
-    );
+    assert!(all::<Role>(&docs, "Role").is_empty(), "no Lease Role without leader election");
 }
 
 #[test]
 fn watched_namespaces_get_role_bindings_not_a_cluster_binding() {
-    let docs = render(&[
-        "--set",
-        "watchNamespaces={a,b}",
-        "--set",
-        "leaderElection.enabled=false",
-    ]);
+    let docs = render(&["--set", "watchNamespaces={a,b}", "--set", "leaderElection.enabled=false"]);
     assert_no_wildcards(&docs);
     let cluster_roles: Vec<ClusterRole> = all(&docs, "ClusterRole");
-    let pods = |cr: &ClusterRole| {
-        grants(cr.rules.as_deref().unwrap_or_default())
-            .iter()
-            .any(|(_, r, _, _)| r == "pods")
-    };
+    let pods =
+        |cr: &ClusterRole| grants(cr.rules.as_deref().unwrap_or_default()).iter().any(|(_, r, _, _)| r == "pods");
     let namespaced: Vec<&ClusterRole> = cluster_roles.iter().filter(|cr| pods(cr)).collect();
-    assert_eq!(
-        namespaced.len(),
-        1,
-        "one ClusterRole carries the namespaced rules"
-    );
+    assert_eq!(namespaced.len(), 1, "one ClusterRole carries the namespaced rules");
     let namespaced_name = namespaced[0].metadata.name.clone().expect("named");
-    assert_eq!(
-        grants(namespaced[0].rules.as_deref().unwrap_or_default()),
-        namespaced_contract()
-    );
+    assert_eq!(grants(namespaced[0].rules.as_deref().unwrap_or_default()), namespaced_contract());
 
     let bindings: Vec<RoleBinding> = all(&docs, "RoleBinding");
     let mut bound_in = BTreeSet::new();
@@ -621,21 +424,13 @@ fn watched_namespaces_get_role_bindings_not_a_cluster_binding() {
         assert_eq!(rb.role_ref.kind, "ClusterRole");
         assert_eq!(rb.role_ref.name, namespaced_name);
         assert_binds_operator(rb.subjects.as_ref(), "a watched namespace's RoleBinding");
-        bound_in.insert(
-            rb.metadata
-                .namespace
-                .clone()
-                .expect("RoleBinding has a namespace"),
-        );
+        bound_in.insert(rb.metadata.namespace.clone().expect("RoleBinding has a namespace"));
     }
     assert_eq!(bound_in, BTreeSet::from(["a".to_owned(), "b".to_owned()]));
     assert_eq!(bindings.len(), 2, "one RoleBinding per watched namespace");
 
     for crb in all::<ClusterRoleBinding>(&docs, "ClusterRoleBinding") {
-        assert_ne!(
-            crb.role_ref.name, namespaced_name,
-            "the namespaced rules are not bound cluster-wide"
-        );
+        assert_ne!(crb.role_ref.name, namespaced_name, "the namespaced rules are not bound cluster-wide");
         let role = cluster_roles
             .iter()
             .find(|cr| cr.metadata.name.as_ref() == Some(&crb.role_ref.name))
@@ -647,29 +442,18 @@ fn watched_namespaces_get_role_bindings_not_a_cluster_binding() {
         );
         assert_binds_operator(crb.subjects.as_ref(), "the Namespace reader binding");
     }
-    assert_eq!(
-        all::<ClusterRoleBinding>(&docs, "ClusterRoleBinding").len(),
-        1
-    );
+    assert_eq!(all::<ClusterRoleBinding>(&docs, "ClusterRoleBinding").len(), 1);
 }
 
 #[test]
 fn service_account_exists_unless_brought() {
     let docs = render(&[]);
-    let sas: Vec<&Value> = docs
-        .iter()
-        .filter(|d| d["kind"] == "ServiceAccount")
-        .collect();
+    let sas: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "ServiceAccount").collect();
     assert_eq!(sas.len(), 1);
     assert_eq!(sas[0]["metadata"]["name"], RELEASE);
     assert_eq!(sas[0]["metadata"]["namespace"], NAMESPACE);
 
-    let docs = render(&[
-        "--set",
-        "serviceAccount.create=false",
-        "--set",
-        "serviceAccount.name=mine",
-    ]);
+    let docs = render(&["--set", "serviceAccount.create=false", "--set", "serviceAccount.name=mine"]);
     assert!(docs.iter().all(|d| d["kind"] != "ServiceAccount"));
     let deploy: Deployment = one(&docs, "Deployment");
     let pod = deploy.spec.and_then(|s| s.template.spec).expect("pod spec");
@@ -680,17 +464,9 @@ fn service_account_exists_unless_brought() {
 
 #[test]
 fn two_active_operators_are_refused() {
-    let err = try_render(&[
-        "--set",
-        "replicas=2",
-        "--set",
-        "leaderElection.enabled=false",
-    ])
-    .expect_err("replicas=2 without leader election must not render");
-    assert!(
-        err.contains("leaderElection"),
-        "the error names the fix: {err}"
-    );
+    let err = try_render(&["--set", "replicas=2", "--set", "leaderElection.enabled=false"])
+        .expect_err("replicas=2 without leader election must not render");
+    assert!(err.contains("leaderElection"), "the error names the fix: {err}");
     let docs = render(&["--set", "replicas=2"]);
     let deploy: Deployment = one(&docs, "Deployment");
     assert_eq!(deploy.spec.and_then(|s| s.replicas), Some(2));

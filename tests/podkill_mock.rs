@@ -29,13 +29,7 @@ struct Call {
 }
 
 fn call(method: Method, path: &'static str, status: u16, answer: Value) -> Call {
-    Call {
-        method,
-        path,
-        check: None,
-        status,
-        answer,
-    }
+    Call { method, path, check: None, status, answer }
 }
 
 impl Call {
@@ -52,68 +46,44 @@ async fn serve(
 ) -> Vec<(String, Value)> {
     let mut seen = Vec::new();
     for (i, c) in calls.into_iter().enumerate() {
-        let (request, send) = handle
-            .next_request()
-            .await
-            .unwrap_or_else(|| panic!("call {i} ({} {}) never came", c.method, c.path));
+        let (request, send) =
+            handle.next_request().await.unwrap_or_else(|| panic!("call {i} ({} {}) never came", c.method, c.path));
         let path = request.uri().to_string();
         assert_eq!(request.method(), c.method, "call {i}: {path}");
-        assert!(
-            path.starts_with(c.path),
-            "call {i}: expected {} {}, got {path}",
-            c.method,
-            c.path
-        );
-        let bytes = request
-            .into_body()
-            .collect_bytes()
-            .await
-            .expect("request body");
-        let body: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).expect("JSON body")
-        };
+        assert!(path.starts_with(c.path), "call {i}: expected {} {}, got {path}", c.method, c.path);
+        let bytes = request.into_body().collect_bytes().await.expect("request body");
+        let body: Value =
+            if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
         if let Some(check) = &c.check {
             check(&body);
         }
         seen.push((path, body));
-        let response = Response::builder()
-            .status(c.status)
-            .body(Body::from(serde_json::to_vec(&c.answer).unwrap()))
-            .unwrap();
+        let response =
+            Response::builder().status(c.status).body(Body::from(serde_json::to_vec(&c.answer).unwrap())).unwrap();
         send.send_response(response);
     }
     seen
 }
 
 fn context(client: Client) -> Arc<Context> {
-    let guard = TargetGuard {
-        opt_in: OptInLabel::default(),
-        operator_namespace: Some("chaoslab-system".into()),
-    };
-    Arc::new(Context::new(
-        client,
-        Arc::new(Metrics::default()),
-        guard,
-        Some("chaoslab-0".into()),
-    ))
+    let guard = TargetGuard { opt_in: OptInLabel::default(), operator_namespace: Some("chaoslab-system".into()) };
+    Arc::new(Context::new(client, Arc::new(Metrics::default()), guard, Some("chaoslab-0".into())))
 }
 
 fn podkill(spec: Value, finalizer: bool) -> PodKill {
-    let mut metadata = json!({"name": "pk", "namespace": "lab", "uid": "pk-uid", "generation": 1, "resourceVersion": "1"});
+    let mut metadata =
+        json!({"name": "pk", "namespace": "lab", "uid": "pk-uid", "generation": 1, "resourceVersion": "1"});
     if finalizer {
         metadata["finalizers"] = json!(["chaoslab.dev/cleanup"]);
     }
-    serde_json::from_value(json!({"apiVersion": "chaoslab.dev/v1alpha1", "kind": "PodKill", "metadata": metadata, "spec": spec})).unwrap()
+    serde_json::from_value(
+        json!({"apiVersion": "chaoslab.dev/v1alpha1", "kind": "PodKill", "metadata": metadata, "spec": spec}),
+    )
+    .unwrap()
 }
 
 fn namespace(opted_in: bool) -> Value {
-    let labels = if opted_in {
-        json!({"chaoslab.dev/chaos": "enabled"})
-    } else {
-        json!({})
-    };
+    let labels = if opted_in { json!({"chaoslab.dev/chaos": "enabled"}) } else { json!({}) };
     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "lab", "labels": labels}})
 }
 
@@ -137,10 +107,7 @@ fn event_answer() -> Value {
 }
 
 fn status_of(body: &Value) -> &Value {
-    assert_eq!(
-        body["apiVersion"], "chaoslab.dev/v1alpha1",
-        "status is written by apply with the full type"
-    );
+    assert_eq!(body["apiVersion"], "chaoslab.dev/v1alpha1", "status is written by apply with the full type");
     assert_eq!(body["kind"], "PodKill");
     &body["status"]
 }
@@ -153,25 +120,15 @@ async fn first_reconcile_adds_the_finalizer_and_nothing_else() {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let pk = podkill(json!({"selector": {"matchLabels": {"app": "web"}}}), false);
-    let answer = serde_json::to_value(podkill(
-        json!({"selector": {"matchLabels": {"app": "web"}}}),
-        true,
-    ))
-    .unwrap();
+    let answer = serde_json::to_value(podkill(json!({"selector": {"matchLabels": {"app": "web"}}}), true)).unwrap();
     let server = tokio::spawn(serve(
         handle,
         vec![call(Method::PATCH, PK, 200, answer).expect(|body| {
             let ops = body.as_array().expect("a JSON patch");
-            assert!(
-                ops.iter()
-                    .any(|op| op["op"] == "add" && op["value"] == json!(["chaoslab.dev/cleanup"])),
-                "{body}"
-            );
+            assert!(ops.iter().any(|op| op["op"] == "add" && op["value"] == json!(["chaoslab.dev/cleanup"])), "{body}");
         })],
     ));
-    reconcile(Arc::new(pk), context(client))
-        .await
-        .expect("reconcile");
+    reconcile(Arc::new(pk), context(client)).await.expect("reconcile");
     server.await.unwrap();
 }
 
@@ -220,34 +177,19 @@ async fn a_one_shot_delete_writes_the_plan_deletes_by_uid_records_the_kill_and_t
             }),
         ],
     ));
-    let action = reconcile(Arc::new(pk), context(client))
-        .await
-        .expect("reconcile");
-    assert!(
-        format!("{action:?}").contains("requeue_after: Some"),
-        "waits for recovery with a requeue: {action:?}"
-    );
+    let action = reconcile(Arc::new(pk), context(client)).await.expect("reconcile");
+    assert!(format!("{action:?}").contains("requeue_after: Some"), "waits for recovery with a requeue: {action:?}");
     let seen = server.await.unwrap();
     // The pod deleted is the one the plan named.
-    let planned = seen[2].1["status"]["targets"][0]["pod"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        seen[3].0.trim_end_matches('?').ends_with(&planned),
-        "{} vs {planned}",
-        seen[3].0
-    );
+    let planned = seen[2].1["status"]["targets"][0]["pod"].as_str().unwrap().to_owned();
+    assert!(seen[3].0.trim_end_matches('?').ends_with(&planned), "{} vs {planned}", seen[3].0);
 }
 
 #[tokio::test]
 async fn an_eviction_refused_by_a_disruption_budget_is_recorded_not_retried() {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
-    let pk = podkill(
-        json!({"selector": {"matchLabels": {"app": "web"}}, "seed": 1, "method": "evict"}),
-        true,
-    );
+    let pk = podkill(json!({"selector": {"matchLabels": {"app": "web"}}, "seed": 1, "method": "evict"}), true);
     let stored = serde_json::to_value(&pk).unwrap();
     let refused = json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 429, "reason": "TooManyRequests",
         "message": "Cannot evict pod as it would violate the pod's disruption budget."});
@@ -255,79 +197,39 @@ async fn an_eviction_refused_by_a_disruption_budget_is_recorded_not_retried() {
         handle,
         vec![
             call(Method::GET, "/api/v1/namespaces/lab", 200, namespace(true)),
-            call(
-                Method::GET,
-                "/api/v1/namespaces/lab/pods",
-                200,
-                pod_list(&["web-a"]),
-            ),
-            call(
-                Method::PATCH,
-                "/apis/chaoslab.dev/v1alpha1/namespaces/lab/podkills/pk/status",
-                200,
-                stored.clone(),
-            ),
-            call(
-                Method::POST,
-                "/api/v1/namespaces/lab/pods/web-a/eviction",
-                429,
-                refused,
-            )
-            .expect(|body| {
+            call(Method::GET, "/api/v1/namespaces/lab/pods", 200, pod_list(&["web-a"])),
+            call(Method::PATCH, "/apis/chaoslab.dev/v1alpha1/namespaces/lab/podkills/pk/status", 200, stored.clone()),
+            call(Method::POST, "/api/v1/namespaces/lab/pods/web-a/eviction", 429, refused).expect(|body| {
                 assert_eq!(body["apiVersion"], "policy/v1");
                 assert_eq!(body["kind"], "Eviction");
                 assert_eq!(body["deleteOptions"]["preconditions"]["uid"], "uid-web-a");
             }),
-            call(
-                Method::PATCH,
-                "/apis/chaoslab.dev/v1alpha1/namespaces/lab/podkills/pk/status",
-                200,
-                stored,
-            )
-            .expect(|body| {
-                let st = status_of(body);
-                assert_eq!(st["targets"][0]["action"], "Refused");
-                assert!(
-                    st["targets"][0]["reason"]
-                        .as_str()
-                        .unwrap()
-                        .contains("disruption budget")
-                );
-                assert_eq!(st["phase"], "Succeeded");
-                assert_eq!(
-                    st["verdict"], "Inconclusive",
-                    "nothing killed, nothing proven"
-                );
-                let finished = st["conditions"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|c| c["type"] == "Finished")
-                    .unwrap();
-                assert_eq!(
-                    (finished["status"].as_str(), finished["reason"].as_str()),
-                    (Some("True"), Some("Inconclusive"))
-                );
-            }),
-            call(Method::POST, EVENTS, 201, event_answer())
-                .expect(|e| assert_eq!(e["reason"], "Started")),
-            call(Method::POST, EVENTS, 201, event_answer())
-                .expect(|e| assert_eq!(e["reason"], "RoundStarted")),
+            call(Method::PATCH, "/apis/chaoslab.dev/v1alpha1/namespaces/lab/podkills/pk/status", 200, stored).expect(
+                |body| {
+                    let st = status_of(body);
+                    assert_eq!(st["targets"][0]["action"], "Refused");
+                    assert!(st["targets"][0]["reason"].as_str().unwrap().contains("disruption budget"));
+                    assert_eq!(st["phase"], "Succeeded");
+                    assert_eq!(st["verdict"], "Inconclusive", "nothing killed, nothing proven");
+                    let finished =
+                        st["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Finished").unwrap();
+                    assert_eq!(
+                        (finished["status"].as_str(), finished["reason"].as_str()),
+                        (Some("True"), Some("Inconclusive"))
+                    );
+                },
+            ),
+            call(Method::POST, EVENTS, 201, event_answer()).expect(|e| assert_eq!(e["reason"], "Started")),
+            call(Method::POST, EVENTS, 201, event_answer()).expect(|e| assert_eq!(e["reason"], "RoundStarted")),
             call(Method::POST, EVENTS, 201, event_answer()).expect(|e| {
                 assert_eq!(e["reason"], "KillRefused");
                 assert_eq!(e["type"], "Warning");
             }),
-            call(Method::POST, EVENTS, 201, event_answer())
-                .expect(|e| assert_eq!(e["reason"], "Finished")),
+            call(Method::POST, EVENTS, 201, event_answer()).expect(|e| assert_eq!(e["reason"], "Finished")),
         ],
     ));
-    let action = reconcile(Arc::new(pk), context(client))
-        .await
-        .expect("reconcile");
-    assert!(
-        format!("{action:?}").contains("requeue_after: None"),
-        "a finished run is not requeued: {action:?}"
-    );
+    let action = reconcile(Arc::new(pk), context(client)).await.expect("reconcile");
+    assert!(format!("{action:?}").contains("requeue_after: None"), "a finished run is not requeued: {action:?}");
     server.await.unwrap();
 }
 
@@ -341,43 +243,33 @@ async fn a_namespace_that_did_not_opt_in_is_refused_before_any_pod_is_touched() 
         handle,
         vec![
             call(Method::GET, "/api/v1/namespaces/lab", 200, namespace(false)),
-            call(
-                Method::PATCH,
-                "/apis/chaoslab.dev/v1alpha1/namespaces/lab/podkills/pk/status",
-                200,
-                stored,
-            )
-            .expect(|body| {
-                let st = status_of(body);
-                assert_eq!(st["phase"], "Failed");
-                assert_eq!(st["verdict"], "Error");
-                assert!(
-                    st["message"]
-                        .as_str()
-                        .unwrap()
-                        .contains("kubectl label namespace lab chaoslab.dev/chaos=enabled")
-                );
-                let accepted = st["conditions"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|c| c["type"] == "Accepted")
-                    .unwrap();
-                assert_eq!(
-                    (accepted["status"].as_str(), accepted["reason"].as_str()),
-                    (Some("False"), Some("NamespaceNotOptedIn"))
-                );
-                assert!(st.get("targets").is_none());
-            }),
+            call(Method::PATCH, "/apis/chaoslab.dev/v1alpha1/namespaces/lab/podkills/pk/status", 200, stored).expect(
+                |body| {
+                    let st = status_of(body);
+                    assert_eq!(st["phase"], "Failed");
+                    assert_eq!(st["verdict"], "Error");
+                    assert!(
+                        st["message"]
+                            .as_str()
+                            .unwrap()
+                            .contains("kubectl label namespace lab chaoslab.dev/chaos=enabled")
+                    );
+                    let accepted =
+                        st["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Accepted").unwrap();
+                    assert_eq!(
+                        (accepted["status"].as_str(), accepted["reason"].as_str()),
+                        (Some("False"), Some("NamespaceNotOptedIn"))
+                    );
+                    assert!(st.get("targets").is_none());
+                },
+            ),
             call(Method::POST, EVENTS, 201, event_answer()).expect(|e| {
                 assert_eq!(e["reason"], "NamespaceNotOptedIn");
                 assert_eq!(e["type"], "Warning");
             }),
         ],
     ));
-    reconcile(Arc::new(pk), context(client))
-        .await
-        .expect("reconcile");
+    reconcile(Arc::new(pk), context(client)).await.expect("reconcile");
     server.await.unwrap();
 }
 
@@ -386,36 +278,56 @@ async fn deleting_a_running_podkill_releases_the_finalizer_even_if_the_status_wr
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let mut pk = podkill(json!({"selector": {"matchLabels": {"app": "web"}}}), true);
-    pk.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        k8s_openapi::jiff::Timestamp::now(),
-    ));
+    pk.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
     pk.status = Some(serde_json::from_value(json!({"phase": "Running", "rounds": 1})).unwrap());
     let gone = json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 404, "reason": "NotFound", "message": "gone"});
     let stored = serde_json::to_value(&pk).unwrap();
     let server = tokio::spawn(serve(
         handle,
         vec![
-            call(
-                Method::PATCH,
-                "/apis/chaoslab.dev/v1alpha1/namespaces/lab/podkills/pk/status",
-                404,
-                gone,
-            )
-            .expect(|body| assert_eq!(status_of(body)["phase"], "Aborted")),
-            call(Method::POST, EVENTS, 201, event_answer())
-                .expect(|e| assert_eq!(e["reason"], "Aborted")),
+            call(Method::PATCH, "/apis/chaoslab.dev/v1alpha1/namespaces/lab/podkills/pk/status", 404, gone)
+                .expect(|body| assert_eq!(status_of(body)["phase"], "Aborted")),
+            call(Method::POST, EVENTS, 201, event_answer()).expect(|e| assert_eq!(e["reason"], "Aborted")),
             call(Method::PATCH, PK, 200, stored).expect(|body| {
                 let ops = body.as_array().expect("a JSON patch");
-                assert!(
-                    ops.iter()
-                        .any(|op| op["op"] == "remove" && op["path"] == "/metadata/finalizers/0"),
-                    "{body}"
-                );
+                assert!(ops.iter().any(|op| op["op"] == "remove" && op["path"] == "/metadata/finalizers/0"), "{body}");
             }),
         ],
     ));
-    reconcile(Arc::new(pk), context(client))
-        .await
-        .expect("cleanup never fails");
+    reconcile(Arc::new(pk), context(client)).await.expect("cleanup never fails");
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_kill_that_fails_midway_keeps_the_kills_already_done() {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let pk = podkill(json!({"selector": {"matchLabels": {"app": "web"}}, "seed": 5, "mode": "all"}), true);
+    let stored = serde_json::to_value(&pk).unwrap();
+    let broken = json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 500, "reason": "InternalError", "message": "etcd hiccup"});
+    let server = tokio::spawn(serve(
+        handle,
+        vec![
+            call(Method::GET, "/api/v1/namespaces/lab", 200, namespace(true)),
+            call(Method::GET, "/api/v1/namespaces/lab/pods", 200, pod_list(&["web-a", "web-b"])),
+            call(Method::PATCH, "/apis/chaoslab.dev/v1alpha1/namespaces/lab/podkills/pk/status", 200, stored.clone()),
+            call(Method::DELETE, "/api/v1/namespaces/lab/pods/web-a", 200, pod("web-a")),
+            call(Method::DELETE, "/api/v1/namespaces/lab/pods/web-b", 500, broken),
+            call(Method::PATCH, "/apis/chaoslab.dev/v1alpha1/namespaces/lab/podkills/pk/status", 200, stored).expect(
+                |body| {
+                    let st = status_of(body);
+                    assert_eq!(st["targets"][0]["action"], "Killed", "the done kill is recorded");
+                    assert_eq!(st["targets"][1]["action"], "Planned", "the failed one stays planned for the retry");
+                    assert_eq!(st["killed"], 1);
+                },
+            ),
+            call(Method::POST, EVENTS, 201, event_answer()).expect(|e| assert_eq!(e["reason"], "Started")),
+            call(Method::POST, EVENTS, 201, event_answer()).expect(|e| assert_eq!(e["reason"], "RoundStarted")),
+            call(Method::POST, EVENTS, 201, event_answer()).expect(|e| assert_eq!(e["reason"], "Killed")),
+        ],
+    ));
+    let err = reconcile(Arc::new(pk), context(client)).await.expect_err("the 500 is returned for a retry");
+    assert!(err.to_string().contains("etcd hiccup") || format!("{err:?}").contains("etcd hiccup"), "{err:?}");
     server.await.unwrap();
 }

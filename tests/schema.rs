@@ -24,10 +24,7 @@ fn checked_in_crds_match_the_rust_types() {
         }
         let mut present = files_under(&dir_path, "yaml");
         present.retain(|p| !expected_files.contains(p));
-        assert!(
-            present.is_empty(),
-            "{dir} has files no kind generates: {present:?}"
-        );
+        assert!(present.is_empty(), "{dir} has files no kind generates: {present:?}");
     }
 }
 
@@ -36,9 +33,7 @@ fn checked_in_crds_match_the_rust_types() {
 fn parse_typed(doc: &Value) -> Result<(), String> {
     use chaoslab::{api::*, controller::podkill, domain::spec_check::SpecCheck};
     fn checked<K: serde::de::DeserializeOwned + SpecCheck>(v: Value) -> Result<(), String> {
-        serde_json::from_value::<K>(v)
-            .map_err(|e| e.to_string())?
-            .check_spec()
+        serde_json::from_value::<K>(v).map_err(|e| e.to_string())?.check_spec()
     }
     let v = doc.clone();
     match doc["kind"].as_str().unwrap_or_default() {
@@ -78,14 +73,9 @@ fn every_example_is_valid_and_parses_into_its_type() {
             }
         }
     }
-    let all: std::collections::BTreeSet<String> = chaoslab::api::crds()
-        .into_iter()
-        .map(|c| c.spec.names.kind)
-        .collect();
-    assert_eq!(
-        kinds_seen, all,
-        "examples/ must have at least one example of every kind"
-    );
+    let all: std::collections::BTreeSet<String> =
+        chaoslab::api::crds().into_iter().map(|c| c.spec.names.kind).collect();
+    assert_eq!(kinds_seen, all, "examples/ must have at least one example of every kind");
 }
 
 /// A fixture is one manifest (a create) or two (the stored object, then the update), with one
@@ -93,22 +83,11 @@ fn every_example_is_valid_and_parses_into_its_type() {
 #[test]
 fn every_invalid_fixture_is_refused_with_its_message() {
     let files = files_under(&repo_path("tests/fixtures/invalid"), "yaml");
-    assert!(
-        files.len() >= 15,
-        "expected at least 15 invalid fixtures, found {}",
-        files.len()
-    );
+    assert!(files.len() >= 15, "expected at least 15 invalid fixtures, found {}", files.len());
     for file in &files {
         let text = std::fs::read_to_string(file).expect("readable fixture");
-        let expects: Vec<&str> = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("# expect: "))
-            .collect();
-        assert!(
-            !expects.is_empty(),
-            "{} has no `# expect:` line",
-            file.display()
-        );
+        let expects: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# expect: ")).collect();
+        assert!(!expects.is_empty(), "{} has no `# expect:` line", file.display());
         let docs = yaml_documents(file);
         let (old, new) = match docs.as_slice() {
             [new] => (None, new),
@@ -120,11 +99,7 @@ fn every_invalid_fixture_is_refused_with_its_message() {
             Err(errors) => errors.join("\n"),
         };
         for expect in expects {
-            assert!(
-                errors.contains(expect),
-                "{}: expected {expect:?} in:\n{errors}",
-                file.display()
-            );
+            assert!(errors.contains(expect), "{}: expected {expect:?} in:\n{errors}", file.display());
         }
     }
 }
@@ -139,25 +114,13 @@ fn spec_may_change_while_pending_but_not_once_running() {
     });
     let mut changed = pending.clone();
     changed["spec"]["mode"] = "all".into();
-    assert!(
-        validate(&changed, Some(&pending)).is_ok(),
-        "a Pending spec may change"
-    );
+    assert!(validate(&changed, Some(&pending)).is_ok(), "a Pending spec may change");
 
     let mut running = pending.clone();
     running["status"]["phase"] = "Running".into();
     let mut changed_running = running.clone();
     changed_running["spec"]["mode"] = "all".into();
-    let errors =
-        validate(&changed_running, Some(&running)).expect_err("a Running spec is immutable");
-    assert!(
-        errors
-            .join("\n")
-            .contains("spec cannot change once the run has started"),
-        "{errors:?}"
-    );
-    assert!(
-        validate(&running, Some(&running)).is_ok(),
-        "an unchanged spec is fine"
-    );
+    let errors = validate(&changed_running, Some(&running)).expect_err("a Running spec is immutable");
+    assert!(errors.join("\n").contains("spec cannot change once the run has started"), "{errors:?}");
+    assert!(validate(&running, Some(&running)).is_ok(), "an unchanged spec is fine");
 }

@@ -126,9 +126,7 @@ impl GoDuration {
 
 /// A duration string that is not in Go's format.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{input:?} is not a duration: use a number and a unit (ns, us, ms, s, m, h), such as 30s or 1h30m"
-)]
+#[error("{input:?} is not a duration: use a number and a unit (ns, us, ms, s, m, h), such as 30s or 1h30m")]
 pub struct DurationParseError {
     pub input: String,
 }
@@ -137,9 +135,7 @@ impl FromStr for GoDuration {
     type Err = DurationParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || DurationParseError {
-            input: s.to_owned(),
-        };
+        let err = || DurationParseError { input: s.to_owned() };
         // Go's time.ParseDuration refuses the empty string; kube's parser reads it as zero.
         if s.trim().is_empty() {
             return Err(err());
@@ -214,10 +210,7 @@ mod tests {
     fn durations_parse_like_go_and_round_trip() {
         let d: GoDuration = "1h30m".parse().unwrap();
         assert_eq!(d.as_std(), StdDuration::from_secs(5400));
-        assert_eq!(
-            "250ms".parse::<GoDuration>().unwrap().as_std(),
-            StdDuration::from_millis(250)
-        );
+        assert_eq!("250ms".parse::<GoDuration>().unwrap().as_std(), StdDuration::from_millis(250));
         let back: GoDuration = d.to_string().parse().unwrap();
         assert_eq!(back, d);
     }

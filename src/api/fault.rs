@@ -24,10 +24,7 @@ use super::{
 pub struct FaultInjection {
     /// The Service the faults are put in front of (in this namespace). Its selector is pointed
     /// at chaoslab's proxy for the duration and restored exactly afterwards.
-    #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
     pub service: String,
     /// The Service ports (numbers or names) to put faults on. Default: all of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -185,10 +182,7 @@ pub struct ProxySpec {
 
 impl Default for ProxySpec {
     fn default() -> Self {
-        Self {
-            replicas: default_proxy_replicas(),
-            resources: None,
-        }
+        Self { replicas: default_proxy_replicas(), resources: None }
     }
 }
 

@@ -16,6 +16,7 @@ use super::common::GoDuration;
 pub struct LatencySummary {
     pub p50_ms: f64,
     pub p90_ms: f64,
+    pub p95_ms: f64,
     pub p99_ms: f64,
     pub p999_ms: f64,
     pub max_ms: f64,

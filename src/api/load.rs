@@ -103,10 +103,7 @@ pub struct LoadTarget {
 #[serde(rename_all = "camelCase")]
 pub struct ServiceTarget {
     /// The Service's name.
-    #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
     pub name: String,
     /// The Service port: its number or its name. Default: the Service's first port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -175,7 +172,8 @@ pub enum LoadModel {
 }
 
 /// Test types of performance engineering. Each expands into stages around the nominal level L
-/// (`rate` or `vus`); `docs/api.md` lists the exact expansion.
+/// (`rate` or `vus`); `docs/api.md` gives the intended shape, and the expanded stages are shown
+/// in status once the load engine runs them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
@@ -220,10 +218,7 @@ pub struct RunnerSpec {
 
 impl Default for RunnerSpec {
     fn default() -> Self {
-        Self {
-            parallelism: default_parallelism(),
-            resources: None,
-        }
+        Self { parallelism: default_parallelism(), resources: None }
     }
 }
 
@@ -276,8 +271,7 @@ pub struct LoadTestSpec {
 }
 
 /// Kinds whose load is not bounded by phases need its length: a duration, stages or a preset.
-pub const LOAD_LENGTH_RULE: &str =
-    "has(self.load.stages) || has(self.load.preset) || has(self.load.duration)";
+pub const LOAD_LENGTH_RULE: &str = "has(self.load.stages) || has(self.load.preset) || has(self.load.duration)";
 pub const LOAD_LENGTH_MESSAGE: &str =
     "load.duration is required for a constant load (or give load.stages or load.preset)";
 

@@ -59,14 +59,7 @@ macro_rules! experiment {
         }
     )+};
 }
-experiment!(
-    LoadTest,
-    PodKill,
-    ServiceFault,
-    CircuitBreakerTrial,
-    AutoscalingCheck,
-    Drill
-);
+experiment!(LoadTest, PodKill, ServiceFault, CircuitBreakerTrial, AutoscalingCheck, Drill);
 
 /// The CRDs of every kind, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {

@@ -289,10 +289,7 @@ pub struct DrillSpec {
 )]
 pub struct DrillFault {
     /// A name for status and reports.
-    #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
     pub name: String,
     /// Offset from the start of `inject` (default 0s).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -49,15 +49,7 @@ pub fn refresh(run: &mut RunStatus, generation: Option<i64>, now: Timestamp) {
         (false, _) => (false, phase.as_str()),
     };
     let message = run.message.clone().unwrap_or_default();
-    set(
-        &mut run.conditions,
-        FINISHED,
-        ok,
-        reason,
-        &message,
-        generation,
-        now,
-    );
+    set(&mut run.conditions, FINISHED, ok, reason, &message, generation, now);
 }
 
 #[cfg(test)]
@@ -73,37 +65,18 @@ mod tests {
     fn transition_time_moves_only_when_status_changes() {
         let mut c = Vec::new();
         set(&mut c, ACCEPTED, true, "Accepted", "ok", Some(1), t(0));
-        set(
-            &mut c,
-            ACCEPTED,
-            true,
-            "Accepted",
-            "still ok",
-            Some(2),
-            t(10),
-        );
+        set(&mut c, ACCEPTED, true, "Accepted", "still ok", Some(2), t(10));
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].last_transition_time, Time(t(0)));
         assert_eq!(c[0].message, "still ok");
-        set(
-            &mut c,
-            ACCEPTED,
-            false,
-            "InvalidSpec",
-            "bad",
-            Some(3),
-            t(20),
-        );
+        set(&mut c, ACCEPTED, false, "InvalidSpec", "bad", Some(3), t(20));
         assert_eq!(c[0].last_transition_time, Time(t(20)));
         assert_eq!(c[0].status, "False");
     }
 
     #[test]
     fn finished_follows_phase_and_verdict() {
-        let mut run = RunStatus {
-            phase: Some(Phase::Running),
-            ..Default::default()
-        };
+        let mut run = RunStatus { phase: Some(Phase::Running), ..Default::default() };
         refresh(&mut run, Some(4), t(0));
         let f = run.conditions.iter().find(|c| c.type_ == FINISHED).unwrap();
         assert_eq!((f.status.as_str(), f.reason.as_str()), ("False", "Running"));
@@ -112,10 +85,7 @@ mod tests {
         run.message = Some("web-1 not replaced".into());
         refresh(&mut run, Some(4), t(5));
         let f = run.conditions.iter().find(|c| c.type_ == FINISHED).unwrap();
-        assert_eq!(
-            (f.status.as_str(), f.reason.as_str(), f.message.as_str()),
-            ("True", "Fail", "web-1 not replaced")
-        );
+        assert_eq!((f.status.as_str(), f.reason.as_str(), f.message.as_str()), ("True", "Fail", "web-1 not replaced"));
         assert_eq!(run.observed_generation, Some(4));
     }
 }

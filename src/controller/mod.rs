@@ -42,22 +42,9 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(
-        client: Client,
-        metrics: Arc<Metrics>,
-        guard: TargetGuard,
-        instance: Option<String>,
-    ) -> Self {
-        let reporter = Reporter {
-            controller: MANAGER.into(),
-            instance,
-        };
-        Self {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-            metrics,
-            guard,
-        }
+    pub fn new(client: Client, metrics: Arc<Metrics>, guard: TargetGuard, instance: Option<String>) -> Self {
+        let reporter = Reporter { controller: MANAGER.into(), instance };
+        Self { recorder: Recorder::new(client.clone(), reporter), client, metrics, guard }
     }
 }
 
@@ -77,7 +64,11 @@ impl Error {
         match self {
             Error::Kube(kube::Error::Api(_)) => "api",
             Error::Kube(_) => "client",
-            Error::Finalizer(_) => "finalizer",
+            Error::Finalizer(e) => match e.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(inner)
+                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.metric_reason(),
+                _ => "finalizer",
+            },
             Error::NoNamespace(_) => "no_namespace",
         }
     }
@@ -91,24 +82,14 @@ pub fn error_policy<K: Experiment>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) 
 }
 
 pub fn namespace_of<K: Experiment>(obj: &K) -> Result<String, Error> {
-    obj.namespace()
-        .ok_or_else(|| Error::NoNamespace(obj.name_any()))
+    obj.namespace().ok_or_else(|| Error::NoNamespace(obj.name_any()))
 }
 
 /// Write a kind's whole status by server-side apply: the operator owns every status field, so
 /// a field it leaves out is removed.
-pub async fn write_status<K: Experiment>(
-    api: &Api<K>,
-    name: &str,
-    status: &impl Serialize,
-) -> Result<(), Error> {
+pub async fn write_status<K: Experiment>(api: &Api<K>, name: &str, status: &impl Serialize) -> Result<(), Error> {
     let body = serde_json::json!({ "apiVersion": API_VERSION, "kind": K::KIND, "status": status });
-    api.patch_status(
-        name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
+    api.patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body)).await?;
     Ok(())
 }
 
@@ -118,11 +99,7 @@ pub async fn namespace_labels(
     name: &str,
 ) -> Result<std::collections::BTreeMap<String, String>, Error> {
     let api: Api<Namespace> = Api::all(client.clone());
-    Ok(api
-        .get_opt(name)
-        .await?
-        .map(|ns| ns.labels().clone())
-        .unwrap_or_default())
+    Ok(api.get_opt(name).await?.map(|ns| ns.labels().clone()).unwrap_or_default())
 }
 
 /// Publish notes as Events on the object. An Event that cannot be written is logged, never
@@ -131,11 +108,7 @@ pub async fn publish<K: Experiment>(ctx: &Context, obj: &K, notes: &[Note]) {
     let reference = obj.object_ref(&());
     for note in notes {
         let event = Event {
-            type_: if note.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
+            type_: if note.warning { EventType::Warning } else { EventType::Normal },
             reason: note.reason.into(),
             note: Some(truncate(&note.message, 1000)),
             action: note.reason.into(),
@@ -160,9 +133,5 @@ fn truncate(s: &str, max: usize) -> String {
 
 /// Whether the abort annotation asks to stop.
 pub fn abort_requested<K: Resource>(obj: &K) -> bool {
-    obj.meta()
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ABORT_ANNOTATION))
-        .is_some_and(|v| v != "false")
+    obj.meta().annotations.as_ref().and_then(|a| a.get(ABORT_ANNOTATION)).is_some_and(|v| v != "false")
 }

@@ -6,17 +6,13 @@ use std::{collections::BTreeSet, sync::Arc};
 use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::{
     Api, Resource, ResourceExt,
-    api::{
-        ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PostParams,
-        Preconditions,
-    },
+    api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PostParams, Preconditions},
     core::Selector,
     runtime::{controller::Action, finalizer, finalizer::Event as FinalizerEvent},
 };
 
 use super::{
-    Context, Error, FINALIZER, abort_requested, conditions, namespace_labels, namespace_of,
-    publish, write_status,
+    Context, Error, FINALIZER, abort_requested, conditions, namespace_labels, namespace_of, publish, write_status,
 };
 use crate::{
     api::{
@@ -46,8 +42,12 @@ pub async fn reconcile(pk: Arc<PodKill>, ctx: Arc<Context>) -> Result<Action, Er
 
 /// Checks the API server's schema cannot express. Pure, so it is unit-tested.
 pub fn validate(spec: &PodKillSpec) -> Result<Selector, String> {
-    Selector::try_from(spec.selector.clone())
-        .map_err(|e| format!("spec.selector is not a valid label selector ({}): operators are In, NotIn, Exists and DoesNotExist", e.0))
+    Selector::try_from(spec.selector.clone()).map_err(|e| {
+        format!(
+            "spec.selector is not a valid label selector ({}): operators are In, NotIn, Exists and DoesNotExist",
+            e.0
+        )
+    })
 }
 
 async fn apply(pk: &PodKill, ctx: &Context, api: &Api<PodKill>, ns: &str) -> Result<Action, Error> {
@@ -74,19 +74,12 @@ async fn apply(pk: &PodKill, ctx: &Context, api: &Api<PodKill>, ns: &str) -> Res
 
     // Dereference: the matching pods and the owners of targets still awaiting recovery.
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let pods = pods_api
-        .list(&ListParams::default().labels_from(&selector))
-        .await?;
+    let pods = pods_api.list(&ListParams::default().labels_from(&selector)).await?;
     let facts: Vec<PodFacts> = pods.items.iter().filter_map(pod_facts).collect();
     let gone_owners = gone_owners(ctx, ns, &status).await?;
 
     // Build: the next step, decided by the pure planner.
-    let obs = Observation {
-        now,
-        pods: &facts,
-        gone_owners: &gone_owners,
-        abort_requested: abort_requested(pk),
-    };
+    let obs = Observation { now, pods: &facts, gone_owners: &gone_owners, abort_requested: abort_requested(pk) };
     let step = advance(&pk.spec, &status, &obs, fresh_seed());
     let mut st = step.status;
     let mut notes = step.notes;
@@ -108,22 +101,30 @@ async fn apply(pk: &PodKill, ctx: &Context, api: &Api<PodKill>, ns: &str) -> Res
     }
     if !step.kills.is_empty() {
         let mut outcomes = Vec::with_capacity(step.kills.len());
+        let mut failed = None;
         for &i in &step.kills {
             let target = &st.targets[i];
-            outcomes.push((
-                i,
-                kill(&pods_api, &pk.spec, &target.pod, &target.uid).await?,
-            ));
+            match kill(&pods_api, &pk.spec, &target.pod, &target.uid).await {
+                Ok(outcome) => outcomes.push((i, outcome, Timestamp::now())),
+                // Record the kills already done before giving up; the rest stay Planned and are
+                // retried (or found Gone) by the next reconcile.
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
         }
         let now = Timestamp::now();
         notes.extend(record_kills(&pk.spec, &mut st, &outcomes, now));
         conditions::refresh(&mut st.run, generation, now);
         write_status(api, &name, &st).await?;
+        if let Some(e) = failed {
+            publish(ctx, pk, &notes).await;
+            return Err(e);
+        }
     }
     publish(ctx, pk, &notes).await;
-    Ok(next_look(&pk.spec, &st, Timestamp::now())
-        .map(Action::requeue)
-        .unwrap_or_else(Action::await_change))
+    Ok(next_look(&pk.spec, &st, Timestamp::now()).map(Action::requeue).unwrap_or_else(Action::await_change))
 }
 
 /// A run that may not go on: Failed before it started, Aborted when it was running (the
@@ -148,15 +149,7 @@ async fn refuse(
         notes.push(Note::warning(reason, message.clone()));
     }
     let generation = pk.meta().generation;
-    conditions::set(
-        &mut st.run.conditions,
-        conditions::ACCEPTED,
-        false,
-        reason,
-        &message,
-        generation,
-        now,
-    );
+    conditions::set(&mut st.run.conditions, conditions::ACCEPTED, false, reason, &message, generation, now);
     conditions::refresh(&mut st.run, generation, now);
     write_status(api, &pk.name_any(), &st).await?;
     publish(ctx, pk, &notes).await;
@@ -164,20 +157,13 @@ async fn refuse(
 }
 
 /// Delete or evict one pod, only if it is still the pod that was planned (same UID).
-async fn kill(
-    pods: &Api<Pod>,
-    spec: &PodKillSpec,
-    pod: &str,
-    uid: &str,
-) -> Result<KillOutcome, Error> {
+async fn kill(pods: &Api<Pod>, spec: &PodKillSpec, pod: &str, uid: &str) -> Result<KillOutcome, Error> {
     let delete = DeleteParams {
+        // Whole seconds, rounded up: `500ms` must not become 0, which means "kill at once".
         grace_period_seconds: spec
             .grace_period
-            .map(|g| u32::try_from(g.as_std().as_secs()).unwrap_or(u32::MAX)),
-        preconditions: Some(Preconditions {
-            uid: Some(uid.into()),
-            resource_version: None,
-        }),
+            .map(|g| u32::try_from(g.as_std().as_millis().div_ceil(1000)).unwrap_or(u32::MAX)),
+        preconditions: Some(Preconditions { uid: Some(uid.into()), resource_version: None }),
         ..Default::default()
     };
     let result = match spec.method {
@@ -200,10 +186,7 @@ async fn kill(
             // Gone, or a new pod under the same name (the UID precondition failed).
             404 | 409 => Ok(KillOutcome::Gone),
             // 429: the eviction would violate a PodDisruptionBudget. 403: not allowed.
-            429 | 403 => Ok(KillOutcome::Refused(format!(
-                "{} ({})",
-                status.message, status.code
-            ))),
+            429 | 403 => Ok(KillOutcome::Refused(format!("{} ({})", status.message, status.code))),
             _ => Err(kube::Error::Api(status).into()),
         },
         Err(e) => Err(e.into()),
@@ -225,11 +208,7 @@ fn eviction_body(pod: &str, delete: &DeleteParams) -> serde_json::Value {
 }
 
 /// Owners (`Kind/name`) of targets still awaiting recovery that the API server no longer has.
-async fn gone_owners(
-    ctx: &Context,
-    ns: &str,
-    status: &PodKillStatus,
-) -> Result<BTreeSet<String>, Error> {
+async fn gone_owners(ctx: &Context, ns: &str, status: &PodKillStatus) -> Result<BTreeSet<String>, Error> {
     let waiting: BTreeSet<&str> = status
         .targets
         .iter()
@@ -242,8 +221,7 @@ async fn gone_owners(
             continue;
         };
         let Some(gvk) = owner_gvk(kind) else { continue };
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(ctx.client.clone(), ns, &ApiResource::from_gvk(&gvk));
+        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &ApiResource::from_gvk(&gvk));
         if api.get_opt(name).await?.is_none() {
             gone.insert(owner.to_string());
         }
@@ -254,9 +232,7 @@ async fn gone_owners(
 /// The controllers whose existence is checked; others are assumed present.
 fn owner_gvk(kind: &str) -> Option<GroupVersionKind> {
     match kind {
-        "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
-            Some(GroupVersionKind::gvk("apps", "v1", kind))
-        }
+        "ReplicaSet" | "StatefulSet" | "DaemonSet" => Some(GroupVersionKind::gvk("apps", "v1", kind)),
         "Job" => Some(GroupVersionKind::gvk("batch", "v1", kind)),
         _ => None,
     }
@@ -269,12 +245,7 @@ pub fn pod_facts(pod: &Pod) -> Option<PodFacts> {
     let ready_since = status
         .and_then(|s| s.conditions.as_ref())
         .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready" && c.status == "True"))
-        .map(|c| {
-            c.last_transition_time
-                .as_ref()
-                .map(|t| t.0)
-                .unwrap_or_else(Timestamp::now)
-        });
+        .map(|c| c.last_transition_time.as_ref().map(|t| t.0).unwrap_or_else(Timestamp::now));
     let terminating = meta.deletion_timestamp.is_some();
     Some(PodFacts {
         name: meta.name.clone()?,
@@ -285,11 +256,7 @@ pub fn pod_facts(pod: &Pod) -> Option<PodFacts> {
             .iter()
             .find(|o| o.controller == Some(true))
             .map(|o| format!("{}/{}", o.kind, o.name)),
-        created: meta
-            .creation_timestamp
-            .as_ref()
-            .map(|t| t.0)
-            .unwrap_or_else(Timestamp::now),
+        created: meta.creation_timestamp.as_ref().map(|t| t.0).unwrap_or_else(Timestamp::now),
         ready_since,
         running: status.and_then(|s| s.phase.as_deref()) == Some("Running") && !terminating,
         terminating,
@@ -304,12 +271,7 @@ async fn cleanup(pk: &PodKill, ctx: &Context, api: &Api<PodKill>) -> Result<Acti
     if !status.run.phase.unwrap_or_default().is_terminal() {
         let mut st = status;
         let mut notes = Vec::new();
-        crate::domain::podkill::abort(
-            &mut st,
-            Timestamp::now(),
-            "deleted while running",
-            &mut notes,
-        );
+        crate::domain::podkill::abort(&mut st, Timestamp::now(), "deleted while running", &mut notes);
         if let Err(error) = write_status(api, &pk.name_any(), &st).await {
             tracing::debug!(name = %pk.name_any(), %error, "status not written during deletion");
         }
@@ -320,8 +282,7 @@ async fn cleanup(pk: &PodKill, ctx: &Context, api: &Api<PodKill>) -> Result<Acti
 
 /// Pods are not owned by a PodKill; a pod event wakes the running PodKills of its namespace.
 pub fn selects_running_in(pk: &PodKill, namespace: Option<&str>) -> bool {
-    pk.namespace().as_deref() == namespace
-        && pk.status.as_ref().and_then(|s| s.run.phase) == Some(Phase::Running)
+    pk.namespace().as_deref() == namespace && pk.status.as_ref().and_then(|s| s.run.phase) == Some(Phase::Running)
 }
 
 #[cfg(test)]
@@ -332,19 +293,13 @@ mod tests {
 
     #[test]
     fn invalid_selector_operators_are_refused_naming_the_field() {
-        let mut spec: PodKillSpec = serde_saphyr::from_str(
-            "selector: {matchExpressions: [{key: app, operator: Near, values: [web]}]}\n",
-        )
-        .unwrap();
+        let mut spec: PodKillSpec =
+            serde_saphyr::from_str("selector: {matchExpressions: [{key: app, operator: Near, values: [web]}]}\n")
+                .unwrap();
         let err = validate(&spec).unwrap_err();
-        assert!(
-            err.contains("spec.selector") && err.contains("In, NotIn, Exists and DoesNotExist"),
-            "{err}"
-        );
-        spec.selector = LabelSelector {
-            match_labels: Some([("app".into(), "web".into())].into()),
-            ..Default::default()
-        };
+        assert!(err.contains("spec.selector") && err.contains("In, NotIn, Exists and DoesNotExist"), "{err}");
+        spec.selector =
+            LabelSelector { match_labels: Some([("app".into(), "web".into())].into()), ..Default::default() };
         assert_eq!(validate(&spec).unwrap().to_string(), "app=web");
     }
 

@@ -43,22 +43,12 @@ impl Metric {
     pub fn is_latency(self) -> bool {
         matches!(
             self,
-            Metric::P50
-                | Metric::P90
-                | Metric::P95
-                | Metric::P99
-                | Metric::P999
-                | Metric::Max
-                | Metric::Mean
+            Metric::P50 | Metric::P90 | Metric::P95 | Metric::P99 | Metric::P999 | Metric::Max | Metric::Mean
         )
     }
 
     fn name(self) -> &'static str {
-        METRICS
-            .iter()
-            .find(|(_, m)| *m == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("?")
+        METRICS.iter().find(|(_, m)| *m == self).map(|(n, _)| *n).unwrap_or("?")
     }
 
     /// What an absolute value for this metric looks like, for error messages.
@@ -66,9 +56,7 @@ impl Metric {
         match self {
             m if m.is_latency() => "a duration such as 250ms",
             Metric::ErrorRate => "a percentage such as 1%",
-            Metric::AchievedRate => {
-                "a percentage of the target rate such as 99%, or requests per second such as 450"
-            }
+            Metric::AchievedRate => "a percentage of the target rate such as 99%, or requests per second such as 450",
             Metric::Rps => "requests per second such as 450",
             _ => "a count such as 10, or a percentage of requests such as 0.5%",
         }
@@ -121,16 +109,10 @@ impl FromStr for Expression {
     type Err = ExpressionError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let fail = |problem: String| ExpressionError {
-            expression: input.to_owned(),
-            problem,
-        };
+        let fail = |problem: String| ExpressionError { expression: input.to_owned(), problem };
         let s = input.trim();
         let op_at = s.find(['<', '>']).ok_or_else(|| {
-            fail(
-                "expected <metric> <op> <value> with op one of <, <=, >, >= (e.g. p99 < 250ms)"
-                    .into(),
-            )
+            fail("expected <metric> <op> <value> with op one of <, <=, >, >= (e.g. p99 < 250ms)".into())
         })?;
         let (lhs, rest) = s.split_at(op_at);
         let (op, rhs) = match rest {
@@ -140,17 +122,10 @@ impl FromStr for Expression {
             r => (Op::Gt, &r[1..]),
         };
         let name = lhs.trim();
-        let metric = METRICS
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, m)| *m)
-            .ok_or_else(|| {
-                let names: Vec<&str> = METRICS.iter().map(|(n, _)| *n).collect();
-                fail(format!(
-                    "unknown metric {name:?}; metrics are {}",
-                    names.join(", ")
-                ))
-            })?;
+        let metric = METRICS.iter().find(|(n, _)| *n == name).map(|(_, m)| *m).ok_or_else(|| {
+            let names: Vec<&str> = METRICS.iter().map(|(n, _)| *n).collect();
+            fail(format!("unknown metric {name:?}; metrics are {}", names.join(", ")))
+        })?;
         let value = parse_value(metric, rhs.trim()).map_err(fail)?;
         Ok(Expression { metric, op, value })
     }
@@ -158,17 +133,9 @@ impl FromStr for Expression {
 
 fn parse_value(metric: Metric, s: &str) -> Result<Value, String> {
     if s.is_empty() {
-        return Err(format!(
-            "missing value: {} needs {}",
-            metric.name(),
-            metric.expected()
-        ));
+        return Err(format!("missing value: {} needs {}", metric.name(), metric.expected()));
     }
-    if let Some(factor) = s
-        .strip_suffix("baseline")
-        .map(str::trim)
-        .and_then(|f| f.strip_suffix('x'))
-    {
+    if let Some(factor) = s.strip_suffix("baseline").map(str::trim).and_then(|f| f.strip_suffix('x')) {
         let factor: f64 = factor
             .trim()
             .parse()
@@ -179,35 +146,24 @@ fn parse_value(metric: Metric, s: &str) -> Result<Value, String> {
         return Ok(Value::TimesBaseline(factor));
     }
     if let Some(margin) = s.strip_prefix("baseline") {
-        let margin = margin.trim().strip_prefix('+').ok_or_else(|| {
-            format!("{s:?}: write baseline + <margin>, such as baseline + 0.5% or baseline + 50ms")
-        })?;
-        return Ok(Value::BaselinePlus(Box::new(parse_absolute(
-            metric,
-            margin.trim(),
-        )?)));
+        let margin = margin
+            .trim()
+            .strip_prefix('+')
+            .ok_or_else(|| format!("{s:?}: write baseline + <margin>, such as baseline + 0.5% or baseline + 50ms"))?;
+        return Ok(Value::BaselinePlus(Box::new(parse_absolute(metric, margin.trim())?)));
     }
     parse_absolute(metric, s)
 }
 
 fn parse_absolute(metric: Metric, s: &str) -> Result<Value, String> {
-    let wrong = || {
-        format!(
-            "{s:?} is not valid here: {} needs {}",
-            metric.name(),
-            metric.expected()
-        )
-    };
+    let wrong = || format!("{s:?} is not valid here: {} needs {}", metric.name(), metric.expected());
     if metric.is_latency() {
-        return s
-            .parse::<GoDuration>()
-            .map(|d| Value::Latency(d.as_std()))
-            .map_err(|_| wrong());
+        return s.parse::<GoDuration>().map(|d| Value::Latency(d.as_std())).map_err(|_| wrong());
     }
     if let Some(p) = s.strip_suffix('%') {
         let p: f64 = p.trim().parse().map_err(|_| wrong())?;
-        if !(0.0..=100.0).contains(&p) && metric != Metric::AchievedRate {
-            return Err(format!("{s:?} is out of range: percentages are 0% to 100%"));
+        if p < 0.0 || (p > 100.0 && metric != Metric::AchievedRate) {
+            return Err(format!("{s:?} is out of range: percentages are 0% to 100% (achievedRate may exceed 100%)"));
         }
         return match metric {
             Metric::Rps => Err(wrong()),
@@ -243,9 +199,7 @@ pub fn check_all<'a>(
     baseline: bool,
 ) -> Result<(), String> {
     for (i, text) in expressions.into_iter().enumerate() {
-        let e: Expression = text
-            .parse()
-            .map_err(|e: ExpressionError| format!("{field}[{i}]: {e}"))?;
+        let e: Expression = text.parse().map_err(|e: ExpressionError| format!("{field}[{i}]: {e}"))?;
         if e.value.is_relative() && !baseline {
             return Err(format!(
                 "{field}[{i}]: {text:?} compares with the baseline, but this run measures none: use an absolute value, or set phases.baseline"
@@ -267,34 +221,21 @@ mod tests {
     fn absolute_expressions() {
         assert_eq!(
             parse("p99 < 250ms"),
-            Expression {
-                metric: Metric::P99,
-                op: Op::Lt,
-                value: Value::Latency(Duration::from_millis(250))
-            }
+            Expression { metric: Metric::P99, op: Op::Lt, value: Value::Latency(Duration::from_millis(250)) }
         );
         assert_eq!(parse("errorRate<=1%").value, Value::Ratio(0.01));
         assert_eq!(parse(" achievedRate >= 99% ").op, Op::Ge);
         assert_eq!(parse("achievedRate >= 450").value, Value::Number(450.0));
         assert_eq!(parse("rps > 100").value, Value::Number(100.0));
         assert_eq!(parse("dropped <= 0").value, Value::Number(0.0));
-        assert_eq!(
-            parse("p999 < 1.5s").value,
-            Value::Latency(Duration::from_millis(1500))
-        );
+        assert_eq!(parse("p999 < 1.5s").value, Value::Latency(Duration::from_millis(1500)));
     }
 
     #[test]
     fn relative_expressions() {
         assert_eq!(parse("p99 <= 2x baseline").value, Value::TimesBaseline(2.0));
-        assert_eq!(
-            parse("p99 <= 1.5 x baseline").value,
-            Value::TimesBaseline(1.5)
-        );
-        assert_eq!(
-            parse("errorRate <= baseline + 0.5%").value,
-            Value::BaselinePlus(Box::new(Value::Ratio(0.005)))
-        );
+        assert_eq!(parse("p99 <= 1.5 x baseline").value, Value::TimesBaseline(1.5));
+        assert_eq!(parse("errorRate <= baseline + 0.5%").value, Value::BaselinePlus(Box::new(Value::Ratio(0.005))));
         assert_eq!(
             parse("p50 < baseline + 50ms").value,
             Value::BaselinePlus(Box::new(Value::Latency(Duration::from_millis(50))))
@@ -310,6 +251,8 @@ mod tests {
         assert!(err("p99 < 1%").contains("duration"));
         assert!(err("errorRate < 0.01").contains("a percentage such as 1%"));
         assert!(err("errorRate < 150%").contains("0% to 100%"));
+        assert!(err("achievedRate >= -5%").contains("out of range"));
+        assert_eq!(parse("achievedRate >= 120%").value, Value::Ratio(1.2));
         assert!(err("rps > 50%").contains("requests per second"));
         assert!(err("p99 < ").contains("missing value"));
         assert!(err("p99 <= -2x baseline").contains("multiple"));
@@ -321,17 +264,9 @@ mod tests {
         let ok = vec!["p99 < 250ms".to_string(), "errorRate < 1%".to_string()];
         assert_eq!(check_all("spec.thresholds", &ok, false), Ok(()));
         let bad = vec!["p99 < 250ms".to_string(), "p99 < soon".to_string()];
-        assert!(
-            check_all("spec.thresholds", &bad, false)
-                .unwrap_err()
-                .starts_with("spec.thresholds[1]: ")
-        );
+        assert!(check_all("spec.thresholds", &bad, false).unwrap_err().starts_with("spec.thresholds[1]: "));
         let relative = vec!["p99 <= 2x baseline".to_string()];
-        assert!(
-            check_all("spec.thresholds", &relative, false)
-                .unwrap_err()
-                .contains("measures none")
-        );
+        assert!(check_all("spec.thresholds", &relative, false).unwrap_err().contains("measures none"));
         assert_eq!(check_all("spec.expectations", &relative, true), Ok(()));
     }
 }

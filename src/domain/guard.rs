@@ -12,10 +12,7 @@ pub struct OptInLabel {
 
 impl Default for OptInLabel {
     fn default() -> Self {
-        Self {
-            key: "chaoslab.dev/chaos".into(),
-            value: "enabled".into(),
-        }
+        Self { key: "chaoslab.dev/chaos".into(), value: "enabled".into() }
     }
 }
 
@@ -24,13 +21,10 @@ impl FromStr for OptInLabel {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => Ok(Self {
-                key: k.trim().into(),
-                value: v.trim().into(),
-            }),
-            _ => Err(format!(
-                "opt-in label {s:?} must be KEY=VALUE, such as chaoslab.dev/chaos=enabled"
-            )),
+            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
+                Ok(Self { key: k.trim().into(), value: v.trim().into() })
+            }
+            _ => Err(format!("opt-in label {s:?} must be KEY=VALUE, such as chaoslab.dev/chaos=enabled")),
         }
     }
 }
@@ -77,18 +71,11 @@ impl Refusal {
 
 impl TargetGuard {
     pub fn check(&self, namespace: &str, labels: &BTreeMap<String, String>) -> Result<(), Refusal> {
-        if SYSTEM_NAMESPACES.contains(&namespace)
-            || self.operator_namespace.as_deref() == Some(namespace)
-        {
-            return Err(Refusal::Protected {
-                namespace: namespace.into(),
-            });
+        if SYSTEM_NAMESPACES.contains(&namespace) || self.operator_namespace.as_deref() == Some(namespace) {
+            return Err(Refusal::Protected { namespace: namespace.into() });
         }
         if labels.get(&self.opt_in.key) != Some(&self.opt_in.value) {
-            return Err(Refusal::NotOptedIn {
-                namespace: namespace.into(),
-                label: self.opt_in.to_string(),
-            });
+            return Err(Refusal::NotOptedIn { namespace: namespace.into(), label: self.opt_in.to_string() });
         }
         Ok(())
     }
@@ -99,25 +86,16 @@ mod tests {
     use super::*;
 
     fn guard() -> TargetGuard {
-        TargetGuard {
-            opt_in: OptInLabel::default(),
-            operator_namespace: Some("chaoslab-system".into()),
-        }
+        TargetGuard { opt_in: OptInLabel::default(), operator_namespace: Some("chaoslab-system".into()) }
     }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn opted_in_namespaces_are_allowed() {
-        assert_eq!(
-            guard().check("lab", &labels(&[("chaoslab.dev/chaos", "enabled")])),
-            Ok(())
-        );
+        assert_eq!(guard().check("lab", &labels(&[("chaoslab.dev/chaos", "enabled")])), Ok(()));
     }
 
     #[test]
@@ -125,48 +103,24 @@ mod tests {
         for l in [labels(&[]), labels(&[("chaoslab.dev/chaos", "disabled")])] {
             let err = guard().check("lab", &l).unwrap_err();
             assert_eq!(err.reason(), "NamespaceNotOptedIn");
-            assert!(
-                err.to_string()
-                    .contains("kubectl label namespace lab chaoslab.dev/chaos=enabled"),
-                "{err}"
-            );
+            assert!(err.to_string().contains("kubectl label namespace lab chaoslab.dev/chaos=enabled"), "{err}");
         }
     }
 
     #[test]
     fn system_and_operator_namespaces_are_refused_even_when_labelled() {
         let opted = labels(&[("chaoslab.dev/chaos", "enabled")]);
-        for ns in [
-            "kube-system",
-            "kube-public",
-            "kube-node-lease",
-            "chaoslab-system",
-        ] {
-            assert_eq!(
-                guard().check(ns, &opted).unwrap_err().reason(),
-                "ProtectedNamespace",
-                "{ns}"
-            );
+        for ns in ["kube-system", "kube-public", "kube-node-lease", "chaoslab-system"] {
+            assert_eq!(guard().check(ns, &opted).unwrap_err().reason(), "ProtectedNamespace", "{ns}");
         }
     }
 
     #[test]
     fn the_label_is_configurable() {
-        let g = TargetGuard {
-            opt_in: "team.io/chaos=yes".parse().unwrap(),
-            operator_namespace: None,
-        };
+        let g = TargetGuard { opt_in: "team.io/chaos=yes".parse().unwrap(), operator_namespace: None };
         assert!(g.check("lab", &labels(&[("team.io/chaos", "yes")])).is_ok());
-        assert!(
-            g.check("lab", &labels(&[("chaoslab.dev/chaos", "enabled")]))
-                .is_err()
-        );
-        assert!(
-            "nonsense"
-                .parse::<OptInLabel>()
-                .unwrap_err()
-                .contains("KEY=VALUE")
-        );
+        assert!(g.check("lab", &labels(&[("chaoslab.dev/chaos", "enabled")])).is_err());
+        assert!("nonsense".parse::<OptInLabel>().unwrap_err().contains("KEY=VALUE"));
         assert!("=x".parse::<OptInLabel>().is_err());
     }
 }

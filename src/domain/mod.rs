@@ -18,18 +18,10 @@ pub struct Note {
 
 impl Note {
     pub fn normal(reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            warning: false,
-            reason,
-            message: message.into(),
-        }
+        Self { warning: false, reason, message: message.into() }
     }
 
     pub fn warning(reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            warning: true,
-            reason,
-            message: message.into(),
-        }
+        Self { warning: true, reason, message: message.into() }
     }
 }

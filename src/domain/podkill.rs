@@ -84,10 +84,7 @@ const LIVE_WINDOW: Duration = Duration::from_secs(2);
 pub fn total_rounds(spec: &PodKillSpec) -> u32 {
     match (spec.interval, spec.duration) {
         (Some(interval), Some(duration)) if !interval.as_std().is_zero() => {
-            let n = duration
-                .as_std()
-                .as_nanos()
-                .div_ceil(interval.as_std().as_nanos());
+            let n = duration.as_std().as_nanos().div_ceil(interval.as_std().as_nanos());
             u32::try_from(n.max(1)).unwrap_or(u32::MAX)
         }
         _ => 1,
@@ -95,10 +92,7 @@ pub fn total_rounds(spec: &PodKillSpec) -> u32 {
 }
 
 pub fn plus(ts: Timestamp, d: Duration) -> Timestamp {
-    SignedDuration::try_from(d)
-        .ok()
-        .and_then(|d| ts.checked_add(d).ok())
-        .unwrap_or(Timestamp::MAX)
+    SignedDuration::try_from(d).ok().and_then(|d| ts.checked_add(d).ok()).unwrap_or(Timestamp::MAX)
 }
 
 /// `to - from`, or zero when `to` is earlier.
@@ -107,38 +101,18 @@ pub fn elapsed(from: Timestamp, to: Timestamp) -> Duration {
 }
 
 /// Advance a PodKill by one step. `fresh_seed` is used only when the run starts without a seed.
-pub fn advance(
-    spec: &PodKillSpec,
-    status: &PodKillStatus,
-    obs: &Observation<'_>,
-    fresh_seed: i64,
-) -> Step {
+pub fn advance(spec: &PodKillSpec, status: &PodKillStatus, obs: &Observation<'_>, fresh_seed: i64) -> Step {
     let mut st = status.clone();
     let mut notes = Vec::new();
     let mut kills = Vec::new();
     let now = obs.now;
     let phase = st.run.phase.unwrap_or_default();
     if phase.is_terminal() {
-        return Step {
-            status: st,
-            kills,
-            notes,
-            requeue_after: None,
-        };
+        return Step { status: st, kills, notes, requeue_after: None };
     }
     if obs.abort_requested {
-        abort(
-            &mut st,
-            now,
-            "aborted by the chaoslab.dev/abort annotation",
-            &mut notes,
-        );
-        return Step {
-            status: st,
-            kills,
-            notes,
-            requeue_after: None,
-        };
+        abort(&mut st, now, "aborted by the chaoslab.dev/abort annotation", &mut notes);
+        return Step { status: st, kills, notes, requeue_after: None };
     }
     if phase == Phase::Pending {
         let seed = spec.seed.unwrap_or(fresh_seed);
@@ -147,13 +121,7 @@ pub fn advance(
         st.run.message = Some(format!("running {} round(s)", total_rounds(spec)));
         st.seed = Some(seed);
         st.rounds = Some(0);
-        notes.push(Note::normal(
-            "Started",
-            format!(
-                "PodKill started: {} round(s), seed {seed}",
-                total_rounds(spec)
-            ),
-        ));
+        notes.push(Note::normal("Started", format!("PodKill started: {} round(s), seed {seed}", total_rounds(spec))));
     }
     let started = st.run.started_at.as_ref().map(|t| t.0).unwrap_or(now);
 
@@ -179,11 +147,8 @@ pub fn advance(
     let due = plus(started, interval * rounds);
     if rounds < total && now >= due {
         let already: BTreeSet<&str> = st.targets.iter().map(|t| t.uid.as_str()).collect();
-        let candidates: Vec<&PodFacts> = obs
-            .pods
-            .iter()
-            .filter(|p| p.running && !p.terminating && !already.contains(p.uid.as_str()))
-            .collect();
+        let candidates: Vec<&PodFacts> =
+            obs.pods.iter().filter(|p| p.running && !p.terminating && !already.contains(p.uid.as_str())).collect();
         let count = target_count(spec.mode, spec.value, candidates.len());
         let seed = st.seed.unwrap_or(fresh_seed) as u64;
         let chosen = choose(&candidates, |p| p.name.as_str(), count, seed, rounds);
@@ -200,27 +165,16 @@ pub fn advance(
                 uid: p.uid.clone(),
                 node: p.node.clone(),
                 owner: p.controller.clone(),
-                action: if spec.dry_run {
-                    KillAction::DryRun
-                } else {
-                    KillAction::Planned
-                },
+                action: if spec.dry_run { KillAction::DryRun } else { KillAction::Planned },
                 ..Default::default()
             });
         }
         st.rounds = Some(rounds + 1);
         let round_label = format!("round {}/{total}", rounds + 1);
         notes.push(if names.is_empty() {
-            Note::warning(
-                "NoTargets",
-                format!("{round_label}: no Running pod matched the selector"),
-            )
+            Note::warning("NoTargets", format!("{round_label}: no Running pod matched the selector"))
         } else {
-            let verb = if spec.dry_run {
-                "would kill"
-            } else {
-                "killing"
-            };
+            let verb = if spec.dry_run { "would kill" } else { "killing" };
             Note::normal(
                 "RoundStarted",
                 format!(
@@ -239,51 +193,36 @@ pub fn advance(
         conclude(spec, &mut st, now, &mut notes);
     }
     let requeue_after = next_look(spec, &st, now);
-    Step {
-        status: st,
-        kills,
-        notes,
-        requeue_after,
-    }
+    Step { status: st, kills, notes, requeue_after }
 }
 
-/// Record what the API server answered to the kills of a step, then judge if the run is done.
+/// Record what the API server answered to the kills of a step (target index, answer, and when
+/// the answer came), then judge if the run is done at `now`.
 pub fn record_kills(
     spec: &PodKillSpec,
     st: &mut PodKillStatus,
-    outcomes: &[(usize, KillOutcome)],
+    outcomes: &[(usize, KillOutcome, Timestamp)],
     now: Timestamp,
 ) -> Vec<Note> {
     let mut notes = Vec::new();
-    for (i, outcome) in outcomes {
+    for (i, outcome, at) in outcomes {
         let Some(t) = st.targets.get_mut(*i) else {
             continue;
         };
         match outcome {
             KillOutcome::Killed => {
                 t.action = KillAction::Killed;
-                t.killed_at = Some(MicroTime(now));
-                t.recovery = if t.owner.is_some() {
-                    Recovery::Waiting
-                } else {
-                    Recovery::NoOwner
-                };
+                t.killed_at = Some(MicroTime(*at));
+                t.recovery = if t.owner.is_some() { Recovery::Waiting } else { Recovery::NoOwner };
                 notes.push(Note::normal(
                     "Killed",
-                    format!(
-                        "killed pod {} (owner {})",
-                        t.pod,
-                        t.owner.as_deref().unwrap_or("none")
-                    ),
+                    format!("killed pod {} (owner {})", t.pod, t.owner.as_deref().unwrap_or("none")),
                 ));
             }
             KillOutcome::Refused(reason) => {
                 t.action = KillAction::Refused;
                 t.reason = Some(reason.clone());
-                notes.push(Note::warning(
-                    "KillRefused",
-                    format!("pod {}: {reason}", t.pod),
-                ));
+                notes.push(Note::warning("KillRefused", format!("pod {}: {reason}", t.pod)));
             }
             KillOutcome::Gone => {
                 t.action = KillAction::Gone;
@@ -298,18 +237,10 @@ pub fn record_kills(
 
 /// Stop the run: planned kills are cancelled, nothing more happens.
 pub fn abort(st: &mut PodKillStatus, now: Timestamp, why: &str, notes: &mut Vec<Note>) {
-    for t in st
-        .targets
-        .iter_mut()
-        .filter(|t| t.action == KillAction::Planned)
-    {
+    for t in st.targets.iter_mut().filter(|t| t.action == KillAction::Planned) {
         t.action = KillAction::Cancelled;
     }
-    for t in st
-        .targets
-        .iter_mut()
-        .filter(|t| t.recovery == Recovery::Waiting)
-    {
+    for t in st.targets.iter_mut().filter(|t| t.recovery == Recovery::Waiting) {
         t.recovery = Recovery::NotApplicable;
         t.reason = Some("recovery not awaited: the run was aborted".into());
     }
@@ -318,24 +249,12 @@ pub fn abort(st: &mut PodKillStatus, now: Timestamp, why: &str, notes: &mut Vec<
     st.run.verdict = Some(Verdict::Aborted);
     st.run.finished_at = Some(Time(now));
     st.run.message = Some(format!("{why} after {} round(s)", st.rounds.unwrap_or(0)));
-    notes.push(Note::warning(
-        "Aborted",
-        st.run.message.clone().unwrap_or_default(),
-    ));
+    notes.push(Note::warning("Aborted", st.run.message.clone().unwrap_or_default()));
 }
 
-fn track_recovery(
-    spec: &PodKillSpec,
-    st: &mut PodKillStatus,
-    obs: &Observation<'_>,
-    notes: &mut Vec<Note>,
-) {
+fn track_recovery(spec: &PodKillSpec, st: &mut PodKillStatus, obs: &Observation<'_>, notes: &mut Vec<Note>) {
     let deadline = spec.recovery_deadline.as_std();
-    let mut used: BTreeSet<String> = st
-        .targets
-        .iter()
-        .filter_map(|t| t.replacement.clone())
-        .collect();
+    let mut used: BTreeSet<String> = st.targets.iter().filter_map(|t| t.replacement.clone()).collect();
     for t in st.targets.iter_mut() {
         if t.action != KillAction::Killed || t.recovery != Recovery::Waiting {
             continue;
@@ -348,10 +267,7 @@ fn track_recovery(
             t.recovery = Recovery::OwnerGone;
             notes.push(Note::warning(
                 "OwnerGone",
-                format!(
-                    "pod {}: its owner {owner} was deleted; recovery cannot be judged",
-                    t.pod
-                ),
+                format!("pod {}: its owner {owner} was deleted; recovery cannot be judged", t.pod),
             ));
             continue;
         }
@@ -363,9 +279,7 @@ fn track_recovery(
             .iter()
             .filter(|p| p.controller.as_deref() == Some(owner.as_str()) && p.uid != t.uid)
             .filter(|p| p.created.as_second() >= killed_second && !p.terminating)
-            .filter(|p| {
-                t.replacement.as_deref() == Some(p.name.as_str()) || !used.contains(&p.name)
-            })
+            .filter(|p| t.replacement.as_deref() == Some(p.name.as_str()) || !used.contains(&p.name))
             .min_by_key(|p| (p.created, p.name.clone()));
         if let Some(p) = replacement {
             if t.replacement.is_none() {
@@ -378,20 +292,15 @@ fn track_recovery(
                 let took = elapsed(killed_at, ready_at);
                 t.replacement_ready_at = Some(MicroTime(ready_at));
                 t.recovery_seconds = Some(seconds(took));
-                t.recovery = if took <= deadline {
-                    Recovery::Recovered
+                let message = format!("pod {} replaced by {} Ready after {}", t.pod, p.name, human_duration(took));
+                if took <= deadline {
+                    t.recovery = Recovery::Recovered;
+                    notes.push(Note::normal("Recovered", message));
                 } else {
-                    Recovery::TimedOut
-                };
-                notes.push(Note::normal(
-                    "Recovered",
-                    format!(
-                        "pod {} replaced by {} Ready after {}",
-                        t.pod,
-                        p.name,
-                        human_duration(took)
-                    ),
-                ));
+                    t.recovery = Recovery::TimedOut;
+                    let late = format!("{message}, past the {} deadline", human_duration(deadline));
+                    notes.push(Note::warning("RecoveredLate", late));
+                }
                 continue;
             }
         }
@@ -399,11 +308,7 @@ fn track_recovery(
             t.recovery = Recovery::TimedOut;
             notes.push(Note::warning(
                 "RecoveryTimedOut",
-                format!(
-                    "pod {}: no Ready replacement within {}",
-                    t.pod,
-                    human_duration(deadline)
-                ),
+                format!("pod {}: no Ready replacement within {}", t.pod, human_duration(deadline)),
             ));
         }
     }
@@ -411,12 +316,7 @@ fn track_recovery(
 
 /// Refresh the derived figures: pods killed and the slowest recovery.
 fn summarize(st: &mut PodKillStatus) {
-    st.killed = Some(
-        st.targets
-            .iter()
-            .filter(|t| t.action == KillAction::Killed)
-            .count() as u32,
-    );
+    st.killed = Some(st.targets.iter().filter(|t| t.action == KillAction::Killed).count() as u32);
     let max = st
         .targets
         .iter()
@@ -431,11 +331,7 @@ fn conclude(spec: &PodKillSpec, st: &mut PodKillStatus, now: Timestamp, notes: &
     if st.run.phase != Some(Phase::Running) || st.rounds.unwrap_or(0) < total_rounds(spec) {
         return;
     }
-    if st
-        .targets
-        .iter()
-        .any(|t| t.action == KillAction::Planned || t.recovery == Recovery::Waiting)
-    {
+    if st.targets.iter().any(|t| t.action == KillAction::Planned || t.recovery == Recovery::Waiting) {
         return;
     }
     let (verdict, message) = verdict(spec, &st.targets);
@@ -444,69 +340,36 @@ fn conclude(spec: &PodKillSpec, st: &mut PodKillStatus, now: Timestamp, notes: &
     st.run.finished_at = Some(Time(now));
     st.run.message = Some(message.clone());
     let note = format!("{}: {message}", verdict.as_str());
-    notes.push(if verdict == Verdict::Pass {
-        Note::normal("Finished", note)
-    } else {
-        Note::warning("Finished", note)
-    });
+    notes.push(if verdict == Verdict::Pass { Note::normal("Finished", note) } else { Note::warning("Finished", note) });
 }
 
 /// The verdict over all targets, with the sentence that explains it.
 pub fn verdict(spec: &PodKillSpec, targets: &[KillTarget]) -> (Verdict, String) {
     let deadline = human_duration(spec.recovery_deadline.as_std());
     if targets.is_empty() {
-        return (
-            Verdict::Inconclusive,
-            "no Running pod matched the selector, so nothing was tested".into(),
-        );
+        return (Verdict::Inconclusive, "no Running pod matched the selector, so nothing was tested".into());
     }
     if spec.dry_run {
-        return (
-            Verdict::Inconclusive,
-            format!("dry run: {} pod(s) would have been killed", targets.len()),
-        );
+        return (Verdict::Inconclusive, format!("dry run: {} pod(s) would have been killed", targets.len()));
     }
-    let pods = |r: Recovery| -> Vec<&str> {
-        targets
-            .iter()
-            .filter(|t| t.recovery == r)
-            .map(|t| t.pod.as_str())
-            .collect()
-    };
-    let killed = targets
-        .iter()
-        .filter(|t| t.action == KillAction::Killed)
-        .count();
-    let refused = targets
-        .iter()
-        .filter(|t| t.action == KillAction::Refused)
-        .count();
-    let refused_note = if refused > 0 {
-        format!("; {refused} kill(s) refused (see targets[].reason)")
-    } else {
-        String::new()
-    };
+    let pods =
+        |r: Recovery| -> Vec<&str> { targets.iter().filter(|t| t.recovery == r).map(|t| t.pod.as_str()).collect() };
+    let killed = targets.iter().filter(|t| t.action == KillAction::Killed).count();
+    let refused = targets.iter().filter(|t| t.action == KillAction::Refused).count();
+    let refused_note =
+        if refused > 0 { format!("; {refused} kill(s) refused (see targets[].reason)") } else { String::new() };
     if killed == 0 {
-        return (
-            Verdict::Inconclusive,
-            format!("no pod was killed{refused_note}, so recovery was not tested"),
-        );
+        return (Verdict::Inconclusive, format!("no pod was killed{refused_note}, so recovery was not tested"));
     }
     let timed_out = pods(Recovery::TimedOut);
     let no_owner = pods(Recovery::NoOwner);
     if !timed_out.is_empty() || !no_owner.is_empty() {
         let mut parts = Vec::new();
         if !timed_out.is_empty() {
-            parts.push(format!(
-                "no Ready replacement within {deadline} for {}",
-                timed_out.join(", ")
-            ));
+            parts.push(format!("no Ready replacement within {deadline} for {}", timed_out.join(", ")));
         }
         if !no_owner.is_empty() {
-            parts.push(format!(
-                "nothing replaces {} (no controller)",
-                no_owner.join(", ")
-            ));
+            parts.push(format!("nothing replaces {} (no controller)", no_owner.join(", ")));
         }
         return (Verdict::Fail, format!("{}{refused_note}", parts.join("; ")));
     }
@@ -520,10 +383,7 @@ pub fn verdict(spec: &PodKillSpec, targets: &[KillTarget]) -> (Verdict, String) 
             ),
         );
     }
-    let slowest = targets
-        .iter()
-        .filter_map(|t| t.recovery_seconds)
-        .fold(0.0_f64, f64::max);
+    let slowest = targets.iter().filter_map(|t| t.recovery_seconds).fold(0.0_f64, f64::max);
     (
         Verdict::Pass,
         format!(
@@ -547,11 +407,7 @@ pub fn next_look(spec: &PodKillSpec, st: &PodKillStatus, now: Timestamp) -> Opti
         next = next.min(elapsed(now, plus(started, interval * rounds)));
     }
     let deadline = spec.recovery_deadline.as_std();
-    for t in st
-        .targets
-        .iter()
-        .filter(|t| t.recovery == Recovery::Waiting)
-    {
+    for t in st.targets.iter().filter(|t| t.recovery == Recovery::Waiting) {
         if let Some(k) = &t.killed_at {
             // Just past the deadline, so the step that runs then sees it expired.
             next = next.min(elapsed(now, plus(k.0, deadline)) + Duration::from_millis(100));

@@ -35,38 +35,19 @@ fn pod(name: &str, owner: &str, created: Timestamp, ready: Option<Timestamp>) ->
 }
 
 fn web(n: usize) -> Vec<PodFacts> {
-    (0..n)
-        .map(|i| {
-            pod(
-                &format!("web-{i}"),
-                "ReplicaSet/web-1",
-                t(-100),
-                Some(t(-90)),
-            )
-        })
-        .collect()
+    (0..n).map(|i| pod(&format!("web-{i}"), "ReplicaSet/web-1", t(-100), Some(t(-90)))).collect()
 }
 
 fn step(spec: &PodKillSpec, st: &PodKillStatus, now: Timestamp, pods: &[PodFacts]) -> Step {
     let none = BTreeSet::new();
-    advance(
-        spec,
-        st,
-        &Observation {
-            now,
-            pods,
-            gone_owners: &none,
-            abort_requested: false,
-        },
-        7,
-    )
+    advance(spec, st, &Observation { now, pods, gone_owners: &none, abort_requested: false }, 7)
 }
 
 /// Start a run and kill what it plans, all accepted at `now`.
 fn start_and_kill(spec: &PodKillSpec, now: Timestamp, pods: &[PodFacts]) -> PodKillStatus {
     let s = step(spec, &PodKillStatus::default(), now, pods);
     let mut st = s.status;
-    let outcomes: Vec<_> = s.kills.iter().map(|&i| (i, KillOutcome::Killed)).collect();
+    let outcomes: Vec<_> = s.kills.iter().map(|&i| (i, KillOutcome::Killed, now)).collect();
     record_kills(spec, &mut st, &outcomes, now);
     st
 }
@@ -79,11 +60,7 @@ fn a_pending_run_starts_records_its_seed_and_plans_one_kill() {
     assert_eq!(s.status.rounds, Some(1));
     assert_eq!(s.kills.len(), 1);
     let target = &s.status.targets[s.kills[0]];
-    assert_eq!(
-        target.action,
-        KillAction::Planned,
-        "planned in status before the kill"
-    );
+    assert_eq!(target.action, KillAction::Planned, "planned in status before the kill");
     assert_eq!(target.owner.as_deref(), Some("ReplicaSet/web-1"));
     assert!(s.notes.iter().any(|n| n.reason == "Started"));
     assert!(s.status.run.verdict.is_none());
@@ -101,19 +78,9 @@ fn the_spec_seed_wins_and_repeats_the_same_choice() {
 #[test]
 fn percent_mode_kills_the_rounded_up_share() {
     let half = spec("selector: {matchLabels: {app: web}}\nmode: percent\nvalue: 50\n");
-    assert_eq!(
-        step(&half, &PodKillStatus::default(), t(0), &web(5))
-            .kills
-            .len(),
-        3
-    );
+    assert_eq!(step(&half, &PodKillStatus::default(), t(0), &web(5)).kills.len(), 3);
     let all = spec("selector: {matchLabels: {app: web}}\nmode: all\n");
-    assert_eq!(
-        step(&all, &PodKillStatus::default(), t(0), &web(4))
-            .kills
-            .len(),
-        4
-    );
+    assert_eq!(step(&all, &PodKillStatus::default(), t(0), &web(4)).kills.len(), 4);
 }
 
 #[test]
@@ -123,11 +90,7 @@ fn a_ready_replacement_within_the_deadline_passes_with_its_recovery_time() {
     let mut st = start_and_kill(&spec, t(0), &pods);
     let killed = st.targets[0].pod.clone();
     assert_eq!(st.targets[0].recovery, Recovery::Waiting);
-    assert_eq!(
-        st.run.phase,
-        Some(Phase::Running),
-        "not done while waiting for the replacement"
-    );
+    assert_eq!(st.run.phase, Some(Phase::Running), "not done while waiting for the replacement");
 
     // The replacement exists but is not Ready yet: still waiting, replacement named.
     pods.retain(|p| p.name != killed);
@@ -146,12 +109,21 @@ fn a_ready_replacement_within_the_deadline_passes_with_its_recovery_time() {
     assert_eq!(s.status.run.verdict, Some(Verdict::Pass));
     assert_eq!(s.status.max_recovery.as_deref(), Some("4.2s"));
     assert_eq!(s.status.killed, Some(1));
-    assert!(
-        s.status.run.message.as_deref().unwrap().contains("slowest"),
-        "{:?}",
-        s.status.run.message
-    );
+    assert!(s.status.run.message.as_deref().unwrap().contains("slowest"), "{:?}", s.status.run.message);
     assert_eq!(s.requeue_after, None, "a finished run is not requeued");
+}
+
+#[test]
+fn a_replacement_ready_after_the_deadline_is_named_late_and_fails() {
+    let spec = one_shot();
+    let st = start_and_kill(&spec, t(0), &web(1));
+    let pods = vec![pod("web-new", "ReplicaSet/web-1", t(1), Some(t(40)))];
+    let s = step(&spec, &st, t(41), &pods);
+    assert_eq!(s.status.targets[0].recovery, Recovery::TimedOut);
+    assert_eq!(s.status.targets[0].recovery_seconds, Some(41.0), "seen live at t=41");
+    assert!(s.notes.iter().any(|n| n.reason == "RecoveredLate" && n.warning), "{:?}", s.notes);
+    assert!(!s.notes.iter().any(|n| n.reason == "Recovered"));
+    assert_eq!(s.status.run.verdict, Some(Verdict::Fail));
 }
 
 #[test]
@@ -174,10 +146,7 @@ fn no_ready_replacement_by_the_deadline_fails_naming_the_pod() {
     let s = step(&spec, &st, t(10), &web(2)[1..]);
     assert_eq!(s.status.run.phase, Some(Phase::Running));
     let next = s.requeue_after.unwrap();
-    assert!(
-        next <= POLL,
-        "looks again at the latest after the poll interval: {next:?}"
-    );
+    assert!(next <= POLL, "looks again at the latest after the poll interval: {next:?}");
     let s = step(&spec, &s.status, t(31), &web(2)[1..]);
     assert_eq!(s.status.targets[0].recovery, Recovery::TimedOut);
     assert_eq!(s.status.run.verdict, Some(Verdict::Fail));
@@ -199,17 +168,7 @@ fn a_deleted_owner_never_blocks_and_ends_inconclusive() {
     let spec = one_shot();
     let st = start_and_kill(&spec, t(0), &web(1));
     let gone: BTreeSet<String> = ["ReplicaSet/web-1".to_string()].into();
-    let s = advance(
-        &spec,
-        &st,
-        &Observation {
-            now: t(1),
-            pods: &[],
-            gone_owners: &gone,
-            abort_requested: false,
-        },
-        7,
-    );
+    let s = advance(&spec, &st, &Observation { now: t(1), pods: &[], gone_owners: &gone, abort_requested: false }, 7);
     assert_eq!(s.status.targets[0].recovery, Recovery::OwnerGone);
     assert_eq!(s.status.run.phase, Some(Phase::Succeeded));
     assert_eq!(s.status.run.verdict, Some(Verdict::Inconclusive));
@@ -234,20 +193,13 @@ fn refused_evictions_are_recorded_and_end_inconclusive_when_nothing_was_killed()
         &mut st,
         &[(
             s.kills[0],
-            KillOutcome::Refused(
-                "Cannot evict pod as it would violate the pod's disruption budget.".into(),
-            ),
+            KillOutcome::Refused("Cannot evict pod as it would violate the pod's disruption budget.".into()),
+            t(0),
         )],
         t(0),
     );
     assert_eq!(st.targets[0].action, KillAction::Refused);
-    assert!(
-        st.targets[0]
-            .reason
-            .as_deref()
-            .unwrap()
-            .contains("disruption budget")
-    );
+    assert!(st.targets[0].reason.as_deref().unwrap().contains("disruption budget"));
     assert_eq!(st.run.verdict, Some(Verdict::Inconclusive));
     assert!(st.run.message.unwrap().contains("1 kill(s) refused"));
     assert!(notes.iter().any(|n| n.reason == "KillRefused" && n.warning));
@@ -272,9 +224,7 @@ fn rounds_follow_the_interval_and_never_run_early() {
 #[test]
 fn total_rounds_math() {
     let r = |i: &str, d: &str| {
-        total_rounds(&spec(&format!(
-            "selector: {{matchLabels: {{a: b}}}}\ninterval: {i}\nduration: {d}\n"
-        )))
+        total_rounds(&spec(&format!("selector: {{matchLabels: {{a: b}}}}\ninterval: {i}\nduration: {d}\n")))
     };
     assert_eq!(r("10s", "10s"), 1);
     assert_eq!(r("10s", "30s"), 3);
@@ -306,17 +256,10 @@ fn a_resumed_step_finishes_planned_kills_instead_of_choosing_new_targets() {
 fn each_killed_target_gets_its_own_replacement() {
     let spec = spec("selector: {matchLabels: {app: web}}\nmode: all\n");
     let st = start_and_kill(&spec, t(0), &web(2));
-    let pods = vec![
-        pod("web-a", "ReplicaSet/web-1", t(1), Some(t(3))),
-        pod("web-b", "ReplicaSet/web-1", t(1), Some(t(5))),
-    ];
+    let pods =
+        vec![pod("web-a", "ReplicaSet/web-1", t(1), Some(t(3))), pod("web-b", "ReplicaSet/web-1", t(1), Some(t(5)))];
     let s = step(&spec, &st, t(30), &pods);
-    let replacements: BTreeSet<_> = s
-        .status
-        .targets
-        .iter()
-        .filter_map(|t| t.replacement.clone())
-        .collect();
+    let replacements: BTreeSet<_> = s.status.targets.iter().filter_map(|t| t.replacement.clone()).collect();
     assert_eq!(replacements.len(), 2, "{:?}", s.status.targets);
     assert_eq!(s.status.run.verdict, Some(Verdict::Pass));
     assert_eq!(s.status.max_recovery_seconds, Some(5.0));
@@ -327,11 +270,7 @@ fn pods_that_existed_before_the_kill_are_not_replacements() {
     let spec = one_shot();
     let pods = web(2);
     let st = start_and_kill(&spec, t(0), &pods);
-    let survivor: Vec<_> = pods
-        .iter()
-        .filter(|p| p.name != st.targets[0].pod)
-        .cloned()
-        .collect();
+    let survivor: Vec<_> = pods.iter().filter(|p| p.name != st.targets[0].pod).cloned().collect();
     let s = step(&spec, &st, t(5), &survivor);
     assert_eq!(s.status.targets[0].replacement, None);
     assert_eq!(s.status.targets[0].recovery, Recovery::Waiting);
@@ -345,12 +284,7 @@ fn abort_cancels_planned_kills_and_ends_aborted() {
     let s = advance(
         &spec,
         &planned,
-        &Observation {
-            now: t(1),
-            pods: &web(3),
-            gone_owners: &none,
-            abort_requested: true,
-        },
+        &Observation { now: t(1), pods: &web(3), gone_owners: &none, abort_requested: true },
         7,
     );
     assert!(s.kills.is_empty());
@@ -364,20 +298,9 @@ fn dry_run_kills_nothing_and_is_inconclusive() {
     let spec = spec("selector: {matchLabels: {app: web}}\nmode: all\ndryRun: true\n");
     let s = step(&spec, &PodKillStatus::default(), t(0), &web(3));
     assert!(s.kills.is_empty());
-    assert!(
-        s.status
-            .targets
-            .iter()
-            .all(|t| t.action == KillAction::DryRun)
-    );
+    assert!(s.status.targets.iter().all(|t| t.action == KillAction::DryRun));
     assert_eq!(s.status.run.verdict, Some(Verdict::Inconclusive));
-    assert!(
-        s.status
-            .run
-            .message
-            .unwrap()
-            .contains("3 pod(s) would have been killed")
-    );
+    assert!(s.status.run.message.unwrap().contains("3 pod(s) would have been killed"));
 }
 
 #[test]

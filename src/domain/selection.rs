@@ -26,23 +26,14 @@ pub fn target_count(mode: SelectionMode, value: Option<u32>, matched: usize) -> 
 /// give the same choice on any machine (ChaCha8 is portable; candidates are sorted by key
 /// first, so list order from the API server does not matter). Returns indices into
 /// `candidates`, in ascending key order.
-pub fn choose<T>(
-    candidates: &[T],
-    key: impl Fn(&T) -> &str,
-    count: usize,
-    seed: u64,
-    round: u32,
-) -> Vec<usize> {
+pub fn choose<T>(candidates: &[T], key: impl Fn(&T) -> &str, count: usize, seed: u64, round: u32) -> Vec<usize> {
     let mut order: Vec<usize> = (0..candidates.len()).collect();
     order.sort_by(|&a, &b| key(&candidates[a]).cmp(key(&candidates[b])));
     let count = count.min(order.len());
     // Each round draws from its own stream so that adding rounds never changes earlier ones.
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(u64::from(round));
-    let mut picked: Vec<usize> = index::sample(&mut rng, order.len(), count)
-        .into_iter()
-        .map(|i| order[i])
-        .collect();
+    let mut picked: Vec<usize> = index::sample(&mut rng, order.len(), count).into_iter().map(|i| order[i]).collect();
     picked.sort_by(|&a, &b| key(&candidates[a]).cmp(key(&candidates[b])));
     picked
 }
@@ -64,33 +55,17 @@ mod tests {
         assert_eq!(target_count(One, None, 0), 0);
         assert_eq!(target_count(All, None, 5), 5);
         assert_eq!(target_count(Fixed, Some(3), 5), 3);
-        assert_eq!(
-            target_count(Fixed, Some(9), 5),
-            5,
-            "fixed never takes more than matched"
-        );
+        assert_eq!(target_count(Fixed, Some(9), 5), 5, "fixed never takes more than matched");
     }
 
     #[test]
     fn percent_rounds_up_to_at_least_one() {
-        assert_eq!(
-            target_count(Percent, Some(10), 3),
-            1,
-            "10% of 3 is 0.3, rounded up"
-        );
+        assert_eq!(target_count(Percent, Some(10), 3), 1, "10% of 3 is 0.3, rounded up");
         assert_eq!(target_count(Percent, Some(50), 5), 3, "2.5 rounds up to 3");
-        assert_eq!(
-            target_count(Percent, Some(50), 4),
-            2,
-            "exact halves stay exact"
-        );
+        assert_eq!(target_count(Percent, Some(50), 4), 2, "exact halves stay exact");
         assert_eq!(target_count(Percent, Some(100), 7), 7);
         assert_eq!(target_count(Percent, Some(1), 1000), 10);
-        assert_eq!(
-            target_count(Percent, Some(30), 0),
-            0,
-            "nothing matched, nothing taken"
-        );
+        assert_eq!(target_count(Percent, Some(30), 0), 0, "nothing matched, nothing taken");
     }
 
     fn names(n: usize) -> Vec<String> {
@@ -102,14 +77,8 @@ mod tests {
         let pods = names(20);
         let mut reversed = pods.clone();
         reversed.reverse();
-        let a: Vec<&str> = choose(&pods, |s| s, 5, 42, 0)
-            .into_iter()
-            .map(|i| pods[i].as_str())
-            .collect();
-        let b: Vec<&str> = choose(&reversed, |s| s, 5, 42, 0)
-            .into_iter()
-            .map(|i| reversed[i].as_str())
-            .collect();
+        let a: Vec<&str> = choose(&pods, |s| s, 5, 42, 0).into_iter().map(|i| pods[i].as_str()).collect();
+        let b: Vec<&str> = choose(&reversed, |s| s, 5, 42, 0).into_iter().map(|i| reversed[i].as_str()).collect();
         assert_eq!(a, b);
         assert_eq!(a.len(), 5);
         let mut dedup = a.clone();

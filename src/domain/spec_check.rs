@@ -18,32 +18,25 @@ pub trait SpecCheck {
 }
 
 fn abort_rules(rules: &[AbortRule], baseline: bool) -> Result<(), String> {
-    check_all(
-        "spec.abortWhen[].when",
-        rules.iter().map(|r| &r.when),
-        baseline,
-    )
+    for (i, rule) in rules.iter().enumerate() {
+        check_all(&format!("spec.abortWhen[{i}].when"), [&rule.when], baseline).map_err(|e| {
+            e.replacen(&format!("spec.abortWhen[{i}].when[0]"), &format!("spec.abortWhen[{i}].when"), 1)
+        })?;
+    }
+    Ok(())
 }
 
 /// In a phased run the phases set the load's length: a duration or stages, when given, must
 /// cover exactly warmup + baseline + inject + recover (cooldown runs without load).
 fn load_fits_phases(load: &LoadProfile, phases: &PhasePlan) -> Result<(), String> {
-    let total: Duration = [
-        phases.warmup,
-        phases.baseline,
-        Some(phases.inject),
-        phases.recover,
-    ]
-    .into_iter()
-    .flatten()
-    .map(GoDuration::as_std)
-    .sum();
+    let total: Duration = [phases.warmup, phases.baseline, Some(phases.inject), phases.recover]
+        .into_iter()
+        .flatten()
+        .map(GoDuration::as_std)
+        .sum();
     let given = match (&load.duration, &load.stages) {
         (Some(d), _) => Some(("spec.load.duration", d.as_std())),
-        (None, Some(stages)) => Some((
-            "spec.load.stages",
-            stages.iter().map(|s| s.duration.as_std()).sum(),
-        )),
+        (None, Some(stages)) => Some(("spec.load.stages", stages.iter().map(|s| s.duration.as_std()).sum())),
         (None, None) => None,
     };
     match given {
@@ -95,10 +88,7 @@ impl SpecCheck for Drill {
         let mut names = std::collections::BTreeSet::new();
         for (i, fault) in self.spec.faults.iter().enumerate() {
             if !names.insert(fault.name.as_str()) {
-                return Err(format!(
-                    "spec.faults[{i}].name: {:?} is used twice; names must be unique",
-                    fault.name
-                ));
+                return Err(format!("spec.faults[{i}].name: {:?} is used twice; names must be unique", fault.name));
             }
             if let Some(start) = fault.start_after
                 && start >= inject
@@ -131,52 +121,31 @@ mod tests {
         // inject 60s + baseline 30s = 90s, but the load says 2m.
         d.spec.load.duration = Some("2m".parse().unwrap());
         let err = d.check_spec().unwrap_err();
-        assert!(
-            err.starts_with("spec.load.duration lasts 120s") && err.contains("= 90s"),
-            "{err}"
-        );
+        assert!(err.starts_with("spec.load.duration lasts 120s") && err.contains("= 90s"), "{err}");
         d.spec.load.duration = Some("90s".parse().unwrap());
         assert_eq!(d.check_spec(), Ok(()));
     }
 
-    const ONE_KILL: &str =
-        "    - {name: kill, startAfter: 10s, podKill: {selector: {matchLabels: {app: web}}}}\n";
+    const ONE_KILL: &str = "    - {name: kill, startAfter: 10s, podKill: {selector: {matchLabels: {app: web}}}}\n";
 
     #[test]
     fn a_good_drill_passes() {
-        assert_eq!(
-            drill(ONE_KILL, "['p99 <= 2x baseline', 'errorRate < 1%']", true).check_spec(),
-            Ok(())
-        );
+        assert_eq!(drill(ONE_KILL, "['p99 <= 2x baseline', 'errorRate < 1%']", true).check_spec(), Ok(()));
     }
 
     #[test]
     fn relative_expectations_need_a_baseline_phase() {
-        let err = drill(ONE_KILL, "['p99 <= 2x baseline']", false)
-            .check_spec()
-            .unwrap_err();
-        assert!(
-            err.starts_with("spec.expectations[0]") && err.contains("set phases.baseline"),
-            "{err}"
-        );
+        let err = drill(ONE_KILL, "['p99 <= 2x baseline']", false).check_spec().unwrap_err();
+        assert!(err.starts_with("spec.expectations[0]") && err.contains("set phases.baseline"), "{err}");
     }
 
     #[test]
     fn faults_start_within_inject_and_have_unique_names() {
-        let late =
-            "    - {name: kill, startAfter: 60s, podKill: {selector: {matchLabels: {app: web}}}}\n";
+        let late = "    - {name: kill, startAfter: 60s, podKill: {selector: {matchLabels: {app: web}}}}\n";
         let err = drill(late, "[]", false).check_spec().unwrap_err();
-        assert!(
-            err.contains("spec.faults[0].startAfter") && err.contains("phases.inject"),
-            "{err}"
-        );
+        assert!(err.contains("spec.faults[0].startAfter") && err.contains("phases.inject"), "{err}");
         let twice = format!("{ONE_KILL}{ONE_KILL}");
-        assert!(
-            drill(&twice, "[]", false)
-                .check_spec()
-                .unwrap_err()
-                .contains("used twice")
-        );
+        assert!(drill(&twice, "[]", false).check_spec().unwrap_err().contains("used twice"));
     }
 
     #[test]
@@ -184,9 +153,6 @@ mod tests {
         let yaml = "apiVersion: chaoslab.dev/v1alpha1\nkind: LoadTest\nmetadata: {name: l, namespace: lab}\nspec:\n  load: {target: {url: 'http://x/'}, rate: 10, duration: 1m}\n  thresholds: ['p99 < 250ms', 'p95 < quick']\n";
         let lt: LoadTest = serde_saphyr::from_str(yaml).unwrap();
         let err = lt.check_spec().unwrap_err();
-        assert!(
-            err.starts_with("spec.thresholds[1]") && err.contains("a duration such as 250ms"),
-            "{err}"
-        );
+        assert!(err.starts_with("spec.thresholds[1]") && err.contains("a duration such as 250ms"), "{err}");
     }
 }

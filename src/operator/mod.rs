@@ -20,9 +20,7 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 
 use crate::{
-    api::{
-        AutoscalingCheck, CircuitBreakerTrial, Drill, Experiment, LoadTest, PodKill, ServiceFault,
-    },
+    api::{AutoscalingCheck, CircuitBreakerTrial, Drill, Experiment, LoadTest, PodKill, ServiceFault},
     controller::{self, Context},
     domain::{
         guard::{OptInLabel, TargetGuard},
@@ -48,18 +46,11 @@ pub struct Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {
-    #[error(
-        "cannot reach the Kubernetes API (is a kubeconfig or in-cluster service account available?)"
-    )]
+    #[error("cannot reach the Kubernetes API (is a kubeconfig or in-cluster service account available?)")]
     Client(#[source] kube::Error),
     #[error("cannot listen on {addr}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error(
-        "leader election is on but the operator's namespace is unknown: set --namespace or POD_NAMESPACE"
-    )]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("leader election is on but the operator's namespace is unknown: set --namespace or POD_NAMESPACE")]
     NoLeaseNamespace,
     #[error("leader election failed")]
     Lease(#[from] kube_lease_manager::LeaseManagerError),
@@ -77,29 +68,16 @@ pub async fn run(config: Config) -> Result<(), OperatorError> {
 
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
-        .map_err(|source| OperatorError::Listen {
-            addr: config.listen_addr,
-            source,
-        })?;
+        .map_err(|source| OperatorError::Listen { addr: config.listen_addr, source })?;
     let shutdown: Shutdown = shutdown_signal().boxed().shared();
     let app = server::router(metrics.clone(), health.clone());
-    let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.clone())
-            .into_future(),
-    );
+    let server = tokio::spawn(axum::serve(listener, app).with_graceful_shutdown(shutdown.clone()).into_future());
     tracing::info!(addr = %config.listen_addr, "serving /metrics, /healthz and /readyz");
 
     let (lost_tx, mut lost_rx) = watch::channel(false);
     let lease = if config.leader_election {
-        let namespace = config
-            .namespace
-            .clone()
-            .ok_or(OperatorError::NoLeaseNamespace)?;
-        let identity = config
-            .pod_name
-            .clone()
-            .unwrap_or_else(|| format!("chaoslab-{}", std::process::id()));
+        let namespace = config.namespace.clone().ok_or(OperatorError::NoLeaseNamespace)?;
+        let identity = config.pod_name.clone().unwrap_or_else(|| format!("chaoslab-{}", std::process::id()));
         let manager = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
             .with_namespace(&namespace)
             .with_identity(&identity)
@@ -136,16 +114,8 @@ pub async fn run(config: Config) -> Result<(), OperatorError> {
         None
     };
 
-    let guard = TargetGuard {
-        opt_in: config.opt_in.clone(),
-        operator_namespace: config.namespace.clone(),
-    };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        metrics.clone(),
-        guard,
-        config.pod_name.clone(),
-    ));
+    let guard = TargetGuard { opt_in: config.opt_in.clone(), operator_namespace: config.namespace.clone() };
+    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), guard, config.pod_name.clone()));
     let stop: Shutdown = {
         let shutdown = shutdown.clone();
         async move {
@@ -165,42 +135,12 @@ pub async fn run(config: Config) -> Result<(), OperatorError> {
     };
     let mut controllers: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
     for scope in &scopes {
-        controllers.push(podkill_controller(
-            &client,
-            scope.as_deref(),
-            &ctx,
-            stop.clone(),
-        ));
-        controllers.push(unsupported_controller::<LoadTest>(
-            &client,
-            scope.as_deref(),
-            &ctx,
-            stop.clone(),
-        ));
-        controllers.push(unsupported_controller::<ServiceFault>(
-            &client,
-            scope.as_deref(),
-            &ctx,
-            stop.clone(),
-        ));
-        controllers.push(unsupported_controller::<CircuitBreakerTrial>(
-            &client,
-            scope.as_deref(),
-            &ctx,
-            stop.clone(),
-        ));
-        controllers.push(unsupported_controller::<AutoscalingCheck>(
-            &client,
-            scope.as_deref(),
-            &ctx,
-            stop.clone(),
-        ));
-        controllers.push(unsupported_controller::<Drill>(
-            &client,
-            scope.as_deref(),
-            &ctx,
-            stop.clone(),
-        ));
+        controllers.push(podkill_controller(&client, scope.as_deref(), &ctx, stop.clone()));
+        controllers.push(unsupported_controller::<LoadTest>(&client, scope.as_deref(), &ctx, stop.clone()));
+        controllers.push(unsupported_controller::<ServiceFault>(&client, scope.as_deref(), &ctx, stop.clone()));
+        controllers.push(unsupported_controller::<CircuitBreakerTrial>(&client, scope.as_deref(), &ctx, stop.clone()));
+        controllers.push(unsupported_controller::<AutoscalingCheck>(&client, scope.as_deref(), &ctx, stop.clone()));
+        controllers.push(unsupported_controller::<Drill>(&client, scope.as_deref(), &ctx, stop.clone()));
     }
     health.set_ready(true);
     tracing::info!(namespaces = ?config.watch_namespaces, opt_in = %config.opt_in, "controllers running");
@@ -216,11 +156,7 @@ pub async fn run(config: Config) -> Result<(), OperatorError> {
         let _ = tokio::time::timeout(Duration::from_secs(5), lease_task).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-    if lost {
-        Err(OperatorError::LostLeadership)
-    } else {
-        Ok(())
-    }
+    if lost { Err(OperatorError::LostLeadership) } else { Ok(()) }
 }
 
 fn api_for<K: Experiment>(client: &Client, scope: Option<&str>) -> Api<K> {
@@ -239,15 +175,8 @@ fn count_phases<K: Experiment>(metrics: &Metrics, store: Store<K>) {
                 .iter()
                 .map(|o| {
                     let run = o.run_status();
-                    let phase = run
-                        .and_then(|r| r.phase)
-                        .unwrap_or_default()
-                        .as_str()
-                        .to_owned();
-                    let verdict = run
-                        .and_then(|r| r.verdict)
-                        .map(|v| v.as_str().to_owned())
-                        .unwrap_or_default();
+                    let phase = run.and_then(|r| r.phase).unwrap_or_default().as_str().to_owned();
+                    let verdict = run.and_then(|r| r.verdict).map(|v| v.as_str().to_owned()).unwrap_or_default();
                     (phase, verdict)
                 })
                 .collect()
@@ -261,10 +190,7 @@ fn podkill_controller(
     ctx: &Arc<Context>,
     stop: Shutdown,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    let controller = Controller::new(
-        api_for::<PodKill>(client, scope),
-        watcher::Config::default().any_semantic(),
-    );
+    let controller = Controller::new(api_for::<PodKill>(client, scope), watcher::Config::default().any_semantic());
     let store = controller.store();
     count_phases(&ctx.metrics, store.clone());
     let pods: Api<Pod> = match scope {
@@ -282,11 +208,7 @@ fn podkill_controller(
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(stop)
-        .run(
-            controller::podkill::reconcile,
-            controller::error_policy::<PodKill>,
-            ctx.clone(),
-        )
+        .run(controller::podkill::reconcile, controller::error_policy::<PodKill>, ctx.clone())
         .for_each(log_result::<PodKill>)
         .boxed()
 }
@@ -297,27 +219,17 @@ fn unsupported_controller<K: Experiment + SpecCheck>(
     ctx: &Arc<Context>,
     stop: Shutdown,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    let controller = Controller::new(
-        api_for::<K>(client, scope),
-        watcher::Config::default().any_semantic(),
-    );
+    let controller = Controller::new(api_for::<K>(client, scope), watcher::Config::default().any_semantic());
     count_phases(&ctx.metrics, controller.store());
     controller
         .graceful_shutdown_on(stop)
-        .run(
-            controller::unsupported::reconcile::<K>,
-            controller::error_policy::<K>,
-            ctx.clone(),
-        )
+        .run(controller::unsupported::reconcile::<K>, controller::error_policy::<K>, ctx.clone())
         .for_each(log_result::<K>)
         .boxed()
 }
 
 async fn log_result<K: Experiment>(
-    result: Result<
-        (ObjectRef<K>, Action),
-        kube::runtime::controller::Error<controller::Error, watcher::Error>,
-    >,
+    result: Result<(ObjectRef<K>, Action), kube::runtime::controller::Error<controller::Error, watcher::Error>>,
 ) {
     match result {
         Ok((obj, _)) => {

@@ -42,28 +42,17 @@ pub fn router(metrics: Arc<Metrics>, health: Arc<Health>) -> Router {
 
 async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
     match s.metrics.encode() {
-        Ok(body) => (
-            StatusCode::OK,
-            [(
-                "content-type",
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            body,
-        ),
-        Err(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            [("content-type", "text/plain")],
-            "metrics encoding failed".to_string(),
-        ),
+        Ok(body) => {
+            (StatusCode::OK, [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+        }
+        Err(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, [("content-type", "text/plain")], "metrics encoding failed".to_string())
+        }
     }
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    if s.health.is_ready() {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
-    }
+    if s.health.is_ready() { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
 }
 
 #[cfg(test)]
@@ -77,17 +66,13 @@ mod tests {
         let health = Arc::new(Health::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let server =
-            tokio::spawn(axum::serve(listener, router(metrics, health.clone())).into_future());
+        let server = tokio::spawn(axum::serve(listener, router(metrics, health.clone())).into_future());
 
         let get = |path: &'static str| async move {
             let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             stream
-                .write_all(
-                    format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-                        .as_bytes(),
-                )
+                .write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes())
                 .await
                 .unwrap();
             let mut out = String::new();
@@ -95,17 +80,11 @@ mod tests {
             out
         };
         assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
-        assert!(
-            get("/readyz").await.starts_with("HTTP/1.1 503"),
-            "not ready before the controllers run"
-        );
+        assert!(get("/readyz").await.starts_with("HTTP/1.1 503"), "not ready before the controllers run");
         health.set_ready(true);
         assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
         let metrics = get("/metrics").await;
-        assert!(
-            metrics.contains("chaoslab_reconciliations_total{kind=\"PodKill\"} 1"),
-            "{metrics}"
-        );
+        assert!(metrics.contains("chaoslab_reconciliations_total{kind=\"PodKill\"} 1"), "{metrics}");
         server.abort();
     }
 }

@@ -14,8 +14,7 @@ pub fn repo_path(rel: &str) -> PathBuf {
 
 /// Every YAML document of a file, as JSON values; empty documents are skipped.
 pub fn yaml_documents(path: &Path) -> Vec<Value> {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_saphyr::from_multiple::<Value>(&text)
         .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()))
         .into_iter()
@@ -28,9 +27,7 @@ pub fn files_under(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for entry in
-            std::fs::read_dir(&d).unwrap_or_else(|e| panic!("reading {}: {e}", d.display()))
-        {
+        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("reading {}: {e}", d.display())) {
             let path = entry.expect("dir entry").path();
             if path.is_dir() {
                 stack.push(path);
@@ -75,16 +72,11 @@ pub fn validate(manifest: &Value, old: Option<&Value>) -> Result<(), Vec<String>
         obj.remove("apiVersion");
         obj.remove("kind");
     }
-    let validator =
-        jsonschema::draft4::new(&schema).expect("the CRD schema compiles as JSON schema");
+    let validator = jsonschema::draft4::new(&schema).expect("the CRD schema compiles as JSON schema");
     let mut errors: Vec<String> = validator
         .iter_errors(&body)
         .map(|e| {
-            let path = e
-                .instance_path
-                .to_string()
-                .trim_start_matches('/')
-                .replace('/', ".");
+            let path = e.instance_path.to_string().trim_start_matches('/').replace('/', ".");
             format!("{path}: {e}")
         })
         .collect();
@@ -94,9 +86,5 @@ pub fn validate(manifest: &Value, old: Option<&Value>) -> Result<(), Vec<String>
     {
         errors.extend(cel.iter().map(|e| e.to_string()));
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
 }

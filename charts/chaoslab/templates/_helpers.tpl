@@ -161,5 +161,5 @@ The rule on cluster-scoped objects: read Namespaces to check the opt-in label.
 # Namespaces: check the opt-in label of an experiment's namespace.
 - apiGroups: [""]
   resources: ["namespaces"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get"]
 {{- end }}

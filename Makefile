@@ -6,7 +6,7 @@ export CHAOSLAB_CACHE
 # Pinned tools (helm) built by hack/tools.sh live here.
 export PATH := $(CHAOSLAB_CACHE)/bin:$(PATH)
 
-.PHONY: test tools fmt-check clippy unit crds helm-check build operator
+.PHONY: test tools fmt-check clippy unit crds helm-check build operator e2e
 
 ## Everything CI checks: formatting, lints, unit + mocked-API + schema + chart tests (with the
 ## CRD drift check), and helm lint/template.
@@ -29,7 +29,7 @@ fmt-check:
 	$(CARGO) fmt --all -- --check
 
 clippy:
-	$(CARGO) clippy --all-targets --locked -- -D warnings
+	$(CARGO) clippy --all-targets --features e2e --locked -- -D warnings
 
 unit:
 	@mkdir -p target
@@ -42,3 +42,15 @@ crds:
 
 helm-check: tools
 	bash hack/helm-check.sh
+
+## The end-to-end suite on the local cluster: build what it needs, start the cluster, run the
+## tests inside its network namespace, and stop the cluster whatever happened.
+e2e: tools
+	$(CARGO) build --locked --features e2e --tests --bins
+	bash hack/cluster up
+	set -o pipefail; eval "$$(bash hack/cluster env)"; \
+	  status=0; bash hack/cluster exec -- env KUBECONFIG="$$KUBECONFIG" CHAOSLAB_K8S_BIN="$$CHAOSLAB_K8S_BIN" \
+	    CHAOSLAB_CLUSTER_DIR="$$CHAOSLAB_CLUSTER_DIR" CHAOSLAB_CACHE="$(CHAOSLAB_CACHE)" PATH="$(PATH)" HOME="$(HOME)" \
+	    $(CARGO) test --locked --offline --features e2e --test e2e -- --test-threads=1 2>&1 | tee target/e2e-output.txt || status=$$?; \
+	  rm -rf target/e2e-logs; cp -r "$$CHAOSLAB_CLUSTER_DIR/logs" target/e2e-logs 2>/dev/null || true; \
+	  bash hack/cluster down; exit $$status

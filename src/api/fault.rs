@@ -122,8 +122,9 @@ pub struct LatencyFault {
     #[serde(default)]
     pub distribution: JitterDistribution,
     /// Delay the `request` before forwarding it (default) or the `response` before returning it.
+    /// (Not named `on`: YAML 1.1, which kubectl reads, takes the key `on` for the boolean true.)
     #[serde(default)]
-    pub on: LatencyPoint,
+    pub apply_to: LatencyPoint,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -152,6 +152,12 @@ pub struct KillTarget {
     /// The API server's answer when it refused (a PodDisruptionBudget, for instance).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Pods of the same owner created in the same second as the kill was planned. Creation times
+    /// are kept to the second, so these cannot be told from a replacement by time; they are never
+    /// taken as this target's replacement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub recent_siblings: Vec<String>,
     /// The pod that replaced this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replacement: Option<String>,

@@ -36,6 +36,9 @@ pub const ABORT_ANNOTATION: &str = "chaoslab.dev/abort";
 /// What every reconcile gets.
 pub struct Context {
     pub client: Client,
+    /// For calls whose 429 is an answer, not congestion: an eviction refused by a
+    /// PodDisruptionBudget is a 429, and kube's default retry policy would retry it for minutes.
+    pub no_retry_client: Client,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub guard: TargetGuard,
@@ -44,7 +47,19 @@ pub struct Context {
 impl Context {
     pub fn new(client: Client, metrics: Arc<Metrics>, guard: TargetGuard, instance: Option<String>) -> Self {
         let reporter = Reporter { controller: MANAGER.into(), instance };
-        Self { recorder: Recorder::new(client.clone(), reporter), client, metrics, guard }
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            no_retry_client: client.clone(),
+            client,
+            metrics,
+            guard,
+        }
+    }
+
+    /// Use `client` (built without kube's default retry policy) for calls whose 429 is final.
+    pub fn with_no_retry_client(mut self, client: Client) -> Self {
+        self.no_retry_client = client;
+        self
     }
 }
 

@@ -74,6 +74,7 @@ async fn apply(pk: &PodKill, ctx: &Context, api: &Api<PodKill>, ns: &str) -> Res
 
     // Dereference: the matching pods and the owners of targets still awaiting recovery.
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let kill_api: Api<Pod> = Api::namespaced(ctx.no_retry_client.clone(), ns);
     let pods = pods_api.list(&ListParams::default().labels_from(&selector)).await?;
     let facts: Vec<PodFacts> = pods.items.iter().filter_map(pod_facts).collect();
     let gone_owners = gone_owners(ctx, ns, &status).await?;
@@ -104,7 +105,7 @@ async fn apply(pk: &PodKill, ctx: &Context, api: &Api<PodKill>, ns: &str) -> Res
         let mut failed = None;
         for &i in &step.kills {
             let target = &st.targets[i];
-            match kill(&pods_api, &pk.spec, &target.pod, &target.uid).await {
+            match kill(&kill_api, &pk.spec, &target.pod, &target.uid).await {
                 Ok(outcome) => outcomes.push((i, outcome, Timestamp::now())),
                 // Record the kills already done before giving up; the rest stay Planned and are
                 // retried (or found Gone) by the next reconcile.

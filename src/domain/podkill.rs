@@ -156,6 +156,14 @@ pub fn advance(spec: &PodKillSpec, status: &PodKillStatus, obs: &Observation<'_>
         for i in chosen {
             let p = candidates[i];
             names.push(p.name.clone());
+            let recent_siblings = obs
+                .pods
+                .iter()
+                .filter(|s| s.uid != p.uid && s.controller.is_some() && s.controller == p.controller)
+                .filter(|s| s.created.as_second() >= now.as_second())
+                .map(|s| s.name.clone())
+                .take(100)
+                .collect();
             if !spec.dry_run {
                 kills.push(st.targets.len());
             }
@@ -165,6 +173,7 @@ pub fn advance(spec: &PodKillSpec, status: &PodKillStatus, obs: &Observation<'_>
                 uid: p.uid.clone(),
                 node: p.node.clone(),
                 owner: p.controller.clone(),
+                recent_siblings,
                 action: if spec.dry_run { KillAction::DryRun } else { KillAction::Planned },
                 ..Default::default()
             });
@@ -279,6 +288,7 @@ fn track_recovery(spec: &PodKillSpec, st: &mut PodKillStatus, obs: &Observation<
             .iter()
             .filter(|p| p.controller.as_deref() == Some(owner.as_str()) && p.uid != t.uid)
             .filter(|p| p.created.as_second() >= killed_second && !p.terminating)
+            .filter(|p| !t.recent_siblings.contains(&p.name))
             .filter(|p| t.replacement.as_deref() == Some(p.name.as_str()) || !used.contains(&p.name))
             .min_by_key(|p| (p.created, p.name.clone()));
         if let Some(p) = replacement {

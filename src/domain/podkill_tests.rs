@@ -253,6 +253,27 @@ fn a_resumed_step_finishes_planned_kills_instead_of_choosing_new_targets() {
 }
 
 #[test]
+fn a_sibling_created_in_the_second_of_the_kill_is_not_taken_for_the_replacement() {
+    let spec = one_shot();
+    // Two pods created in the very second of the kill (a fast cluster): timestamps cannot tell
+    // the survivor from a replacement, so the plan records it.
+    let pods =
+        vec![pod("web-a", "ReplicaSet/web-1", t(0), Some(t(0))), pod("web-b", "ReplicaSet/web-1", t(0), Some(t(0)))];
+    let st = start_and_kill(&spec, t_ms(400), &pods);
+    let killed = st.targets[0].pod.clone();
+    let survivor = if killed == "web-a" { "web-b" } else { "web-a" };
+    assert_eq!(st.targets[0].recent_siblings, vec![survivor.to_string()]);
+    let s = step(&spec, &st, t_ms(900), &pods.iter().filter(|p| p.name != killed).cloned().collect::<Vec<_>>());
+    assert_eq!(s.status.targets[0].replacement, None, "the survivor is not the replacement");
+    assert_eq!(s.status.targets[0].recovery, Recovery::Waiting);
+    let mut later = vec![pods.iter().find(|p| p.name == survivor).cloned().unwrap()];
+    later.push(pod("web-new", "ReplicaSet/web-1", t(0), Some(t(1))));
+    let s = step(&spec, &s.status, t_ms(1_300), &later);
+    assert_eq!(s.status.targets[0].replacement.as_deref(), Some("web-new"));
+    assert_eq!(s.status.run.verdict, Some(Verdict::Pass));
+}
+
+#[test]
 fn each_killed_target_gets_its_own_replacement() {
     let spec = spec("selector: {matchLabels: {app: web}}\nmode: all\n");
     let st = start_and_kill(&spec, t(0), &web(2));

@@ -46,7 +46,9 @@ pub struct Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {
-    #[error("cannot reach the Kubernetes API (is a kubeconfig or in-cluster service account available?)")]
+    #[error("no Kubernetes configuration found (is a kubeconfig or in-cluster service account available?)")]
+    Config(#[source] kube::config::InferConfigError),
+    #[error("cannot create a Kubernetes client")]
     Client(#[source] kube::Error),
     #[error("cannot listen on {addr}")]
     Listen { addr: SocketAddr, source: std::io::Error },
@@ -62,7 +64,11 @@ type Shutdown = futures::future::Shared<BoxFuture<'static, ()>>;
 
 /// Run until SIGTERM/SIGINT. Returns an error when leadership is lost, so the process restarts.
 pub async fn run(config: Config) -> Result<(), OperatorError> {
-    let client = Client::try_default().await.map_err(OperatorError::Client)?;
+    let kube_config = kube::Config::infer().await.map_err(OperatorError::Config)?;
+    let client = Client::try_from(kube_config.clone()).map_err(OperatorError::Client)?;
+    let mut no_retry = kube_config;
+    no_retry.default_retry = false;
+    let no_retry_client = Client::try_from(no_retry).map_err(OperatorError::Client)?;
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(server::Health::default());
 
@@ -115,7 +121,10 @@ pub async fn run(config: Config) -> Result<(), OperatorError> {
     };
 
     let guard = TargetGuard { opt_in: config.opt_in.clone(), operator_namespace: config.namespace.clone() };
-    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), guard, config.pod_name.clone()));
+    let ctx = Arc::new(
+        Context::new(client.clone(), metrics.clone(), guard, config.pod_name.clone())
+            .with_no_retry_client(no_retry_client),
+    );
     let stop: Shutdown = {
         let shutdown = shutdown.clone();
         async move {

@@ -1,0 +1,253 @@
+//! The e2e harness: the local cluster's clients and tools, the chart installed once, and the
+//! operator run as a real process with the chart's ServiceAccount token (so RBAC is real).
+
+use std::{
+    future::Future,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{Api, Client, api::PostParams};
+use serde_json::json;
+
+pub const CHART_NS: &str = "chaoslab-system";
+pub const RELEASE: &str = "chaoslab";
+
+pub fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// Where the cluster's tools are; the suite fails loudly outside `make e2e`.
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: the e2e suite runs against the local cluster, through `make e2e` (hack/cluster up, then the tests inside its network namespace)")
+    })
+}
+
+fn tool(name: &str) -> PathBuf {
+    let k8s = PathBuf::from(env("CHAOSLAB_K8S_BIN")).join(name);
+    if k8s.exists() {
+        return k8s;
+    }
+    let cache = std::env::var("CHAOSLAB_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env("HOME")).join(".cache/chaoslab"));
+    let cached = cache.join("bin").join(name);
+    assert!(
+        cached.exists(),
+        "{name} not found in $CHAOSLAB_K8S_BIN or {}: run hack/tools.sh and hack/k8s/build.sh",
+        cached.display()
+    );
+    cached
+}
+
+/// Run a tool; returns (success, stdout, stderr).
+pub fn run(name: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(tool(name)).args(args).output().unwrap_or_else(|e| panic!("running {name}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Run a tool that must succeed; returns stdout.
+pub fn ok(name: &str, args: &[&str]) -> String {
+    let (success, out, err) = run(name, args);
+    assert!(success, "{name} {} failed:\n{out}\n{err}", args.join(" "));
+    out
+}
+
+pub fn kubectl(args: &[&str]) -> String {
+    ok("kubectl", args)
+}
+
+pub async fn client() -> Client {
+    env("KUBECONFIG");
+    Client::try_default().await.expect("a client for the local cluster")
+}
+
+/// Poll `check` until it returns Some, or fail after `limit` with `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The chart, installed once for the whole suite (helm upgrade --install is idempotent).
+pub fn chart_installed() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        ok(
+            "helm",
+            &[
+                "upgrade",
+                "--install",
+                RELEASE,
+                repo("charts/chaoslab").to_str().unwrap_or_default(),
+                "-n",
+                CHART_NS,
+                "--create-namespace",
+                "--wait",
+                "--timeout",
+                "120s",
+            ],
+        );
+    });
+}
+
+/// A fresh namespace for one test, opted in to chaos unless `opted_in` is false.
+pub async fn namespace(client: &Client, name: &str, opted_in: bool) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    if api.get_opt(name).await.expect("get namespace").is_some() {
+        // A leftover from an earlier run may hold experiments whose finalizer waits for an
+        // operator that is not running; a PodKill has nothing to revert, so drop the finalizer.
+        let (_, leftovers, _) = run("kubectl", &["-n", name, "get", "podkills", "-o", "name"]);
+        for pk in leftovers.lines() {
+            let _ =
+                run("kubectl", &["-n", name, "patch", pk, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+        }
+        let _ = api.delete(name, &Default::default()).await;
+        wait_for(&format!("old namespace {name} to go"), Duration::from_secs(120), || {
+            let api = api.clone();
+            async move { api.get_opt(name).await.ok().flatten().is_none().then_some(()) }
+        })
+        .await;
+    }
+    let labels = if opted_in { json!({"chaoslab.dev/chaos": "enabled"}) } else { json!({}) };
+    let ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).expect("namespace");
+    api.create(&PostParams::default(), &ns).await.expect("create namespace");
+}
+
+/// Apply YAML (one or more documents) with kubectl.
+pub fn apply(yaml: &str) {
+    let mut child = Command::new(tool("kubectl"))
+        .args(["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl apply");
+    use std::io::Write;
+    child.stdin.take().expect("stdin").write_all(yaml.as_bytes()).expect("write manifest");
+    let out = child.wait_with_output().expect("kubectl apply");
+    assert!(out.status.success(), "kubectl apply failed: {}\n{yaml}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A Deployment of `replicas` pods labelled app=NAME, on kwok nodes, and wait until all are Ready.
+pub fn deployment(ns: &str, name: &str, replicas: u32) {
+    apply(&format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      terminationGracePeriodSeconds: 0\n      containers: [{{name: app, image: 'nginx:1.27', resources: {{requests: {{cpu: 100m}}}}}}]\n"
+    ));
+    kubectl(&["-n", ns, "rollout", "status", &format!("deploy/{name}"), "--timeout=120s"]);
+}
+
+/// A kubeconfig that authenticates as the chart's ServiceAccount, so the operator has exactly
+/// the chart's RBAC.
+pub fn service_account_kubeconfig() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        chart_installed();
+        let token = kubectl(&["-n", CHART_NS, "create", "token", RELEASE, "--duration", "2h"]);
+        let dir = PathBuf::from(env("CHAOSLAB_CLUSTER_DIR"));
+        let path = dir.join("operator-sa.kubeconfig");
+        let config = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: 'https://127.0.0.1:6443', certificate-authority: {}}}\nusers:\n- name: sa\n  user: {{token: {}}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: sa}}\ncurrent-context: c\n",
+            dir.join("pki/ca.crt").display(),
+            token.trim()
+        );
+        std::fs::write(&path, config).expect("write the ServiceAccount kubeconfig");
+        path
+    })
+    .clone()
+}
+
+/// The operator as a process, watching `namespaces`, leading on the chart's Lease. Stopped with
+/// SIGTERM when dropped (it releases the Lease, so the next test's operator leads at once);
+/// `kill` is a crash (SIGKILL).
+pub struct Operator {
+    child: Child,
+    pub metrics_port: u16,
+    log: PathBuf,
+}
+
+impl Operator {
+    pub fn start(name: &str, namespaces: &[&str]) -> Self {
+        let kubeconfig = service_account_kubeconfig();
+        let port = free_port();
+        let log = PathBuf::from(env("CHAOSLAB_CLUSTER_DIR")).join(format!("logs/operator-{name}.log"));
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("operator log");
+        let child = Command::new(env!("CARGO_BIN_EXE_chaoslab"))
+            // The chart's Lease name: the chart's Role allows exactly that one Lease.
+            .args(["operator", "--listen-addr", &format!("127.0.0.1:{port}"), "--lease-name", "chaoslab-operator"])
+            .args(["--watch-namespaces", &namespaces.join(","), "--log-level", "chaoslab=debug,info"])
+            .env("KUBECONFIG", kubeconfig)
+            .env("POD_NAMESPACE", CHART_NS)
+            .env("POD_NAME", format!("e2e-{name}"))
+            .stdout(file.try_clone().expect("log handle"))
+            .stderr(file)
+            .spawn()
+            .expect("start the operator");
+        Self { child, metrics_port: port, log }
+    }
+
+    /// SIGKILL, as a crash: nothing is cleaned up, the Lease is left to expire.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and up to 10 s for a graceful exit, then SIGKILL.
+    fn stop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The operator's `/metrics` text, over its real port.
+    pub fn metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).expect("connect to /metrics");
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nhost: operator\r\nconnection: close\r\n\r\n").expect("request");
+        let mut out = String::new();
+        stream.read_to_string(&mut out).expect("response");
+        out
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}

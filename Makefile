@@ -9,14 +9,15 @@ export PATH := $(CHAOSLAB_CACHE)/bin:$(PATH)
 .PHONY: test tools fmt-check clippy unit crds helm-check build operator e2e
 
 ## Everything CI checks: formatting, lints, unit + mocked-API + schema + chart tests (with the
-## CRD drift check), and helm lint/template.
-test: tools fmt-check clippy unit helm-check
+## CRD drift check), helm lint/template, then the e2e suite on the local cluster.
+test: tools fmt-check clippy unit helm-check e2e
 	@echo "make test: all checks passed"
-	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' target/test-output.txt
+	@cat target/test-output.txt target/e2e-output.txt | awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}'
 
-## Build or reuse the pinned tools (helm) in $(CHAOSLAB_CACHE).
+## Build or reuse the pinned tools (helm; Kubernetes' parts) in $(CHAOSLAB_CACHE).
 tools:
 	bash hack/tools.sh >/dev/null
+	bash hack/k8s/build.sh >/dev/null
 
 build:
 	$(CARGO) build --release --locked

@@ -3,14 +3,14 @@
 # toolchains that come with the machine. Idempotent: a ready machine is left as it is.
 #   - Debian packages (apt-get, as root): make, git, ca-certificates, build-essential, and for the
 #     local cluster: iproute2 (network namespaces), openssl (its PKI), curl (health checks),
-#     procps (kill), util-linux (setsid, flock), time (build memory figures)
+#     procps (kill), util-linux (setsid, flock), time (build memory figures), bc (bench/)
 #   - rustup components: rustfmt, clippy
 #   - Go (>= 1.24) must be on PATH: it builds helm (and, later, Kubernetes) from Go modules.
 set -euo pipefail
 
 log() { printf '[deps] %s\n' "$*" >&2; }
 
-PACKAGES=(make git ca-certificates build-essential iproute2 openssl curl procps util-linux time)
+PACKAGES=(make git ca-certificates build-essential iproute2 openssl curl procps util-linux time bc)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -325,9 +325,19 @@ async fn a_kill_that_fails_midway_keeps_the_kills_already_done() {
             call(Method::POST, EVENTS, 201, event_answer()).expect(|e| assert_eq!(e["reason"], "Started")),
             call(Method::POST, EVENTS, 201, event_answer()).expect(|e| assert_eq!(e["reason"], "RoundStarted")),
             call(Method::POST, EVENTS, 201, event_answer()).expect(|e| assert_eq!(e["reason"], "Killed")),
+            call(Method::POST, EVENTS, 201, event_answer()).expect(|e| {
+                assert_eq!(e["reason"], "ReconcileError");
+                assert_eq!(e["type"], "Warning");
+                assert!(e["note"].as_str().unwrap().contains("etcd hiccup"), "{e}");
+            }),
         ],
     ));
-    let err = reconcile(Arc::new(pk), context(client)).await.expect_err("the 500 is returned for a retry");
-    assert!(err.to_string().contains("etcd hiccup") || format!("{err:?}").contains("etcd hiccup"), "{err:?}");
+    let ctx = context(client);
+    let pk = Arc::new(pk);
+    let err = reconcile(pk.clone(), ctx.clone()).await.expect_err("the 500 is returned for a retry");
+    assert!(format!("{err:?}").contains("etcd hiccup"), "{err:?}");
+    // The controller's error policy tells the object's readers too.
+    let action = chaoslab::controller::error_policy(pk, &err, ctx);
+    assert!(format!("{action:?}").contains("5s"), "{action:?}");
     server.await.unwrap();
 }

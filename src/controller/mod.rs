@@ -89,10 +89,14 @@ impl Error {
     }
 }
 
-/// Retry failed reconciles with a delay; the controller's own backoff spaces repeated failures.
+/// Retry failed reconciles with a delay, and say so on the object: a Warning Event (repeats are
+/// folded into one Event series by the recorder), a log line and the errors metric.
 pub fn error_policy<K: Experiment>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(kind = K::KIND, name = %obj.name_any(), namespace = ?obj.namespace(), error = %err, "reconcile failed");
     ctx.metrics.reconcile_failed(K::KIND, err.metric_reason());
+    let note = Note::warning("ReconcileError", format!("{err}; retrying in 5s"));
+    // error_policy is synchronous; the Event is written in the background.
+    tokio::spawn(async move { publish(&ctx, obj.as_ref(), &[note]).await });
     Action::requeue(std::time::Duration::from_secs(5))
 }
 

@@ -21,13 +21,13 @@ log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 cargo build --release --locked --manifest-path "$ROOT/Cargo.toml" --bin chaoslab >&2
 OPERATOR_BIN=$ROOT/target/release/chaoslab
-$CLUSTER up
 operator_pid=""
 cleanup() {
   [ -n "$operator_pid" ] && kill "$operator_pid" 2>/dev/null && wait "$operator_pid" 2>/dev/null || true
   $CLUSTER down || true
 }
 trap cleanup EXIT
+$CLUSTER up
 eval "$($CLUSTER env)"
 kc() { $CLUSTER exec -- "$CHAOSLAB_K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG" "$@"; }
 

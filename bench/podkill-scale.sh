@@ -45,7 +45,8 @@ for i in $(seq 0 $((NAMESPACES - 1))); do kc -n "bench-$i" rollout status deploy
 running=$(kc get pods -A -l app=web --field-selector=status.phase=Running --no-headers | wc -l)
 log "$running pods Running after $((SECONDS - start))s"
 
-$CLUSTER exec -- env KUBECONFIG="$KUBECONFIG" "$OPERATOR_BIN" operator --leader-election=false \
+# `ip netns exec` and `env` both exec, so $! is the operator itself (for its RSS).
+ip netns exec "$CHAOSLAB_NETNS" env KUBECONFIG="$KUBECONFIG" "$OPERATOR_BIN" operator --leader-election=false \
   --listen-addr 127.0.0.1:18080 --watch-namespaces "$watched" --log-level warn \
   >"$CHAOSLAB_CLUSTER_DIR/logs/bench-operator.log" 2>&1 &
 operator_pid=$!

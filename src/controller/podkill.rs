@@ -75,8 +75,7 @@ async fn apply(pk: &PodKill, ctx: &Context, api: &Api<PodKill>, ns: &str) -> Res
     // Dereference: the matching pods and the owners of targets still awaiting recovery.
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let kill_api: Api<Pod> = Api::namespaced(ctx.no_retry_client.clone(), ns);
-    let pods = pods_api.list(&ListParams::default().labels_from(&selector)).await?;
-    let facts: Vec<PodFacts> = pods.items.iter().filter_map(pod_facts).collect();
+    let facts = matching_pods(&pods_api, &selector).await?;
     let gone_owners = gone_owners(ctx, ns, &status).await?;
 
     // Build: the next step, decided by the pure planner.
@@ -126,6 +125,23 @@ async fn apply(pk: &PodKill, ctx: &Context, api: &Api<PodKill>, ns: &str) -> Res
     }
     publish(ctx, pk, &notes).await;
     Ok(next_look(&pk.spec, &st, Timestamp::now()).map(Action::requeue).unwrap_or_else(Action::await_change))
+}
+
+/// What the planner needs of the pods the selector matches, listed in pages: only the small
+/// `PodFacts` of a page outlive it, so a selector matching thousands of pods does not hold
+/// thousands of whole Pod objects in memory at once.
+async fn matching_pods(pods: &Api<Pod>, selector: &Selector) -> Result<Vec<PodFacts>, Error> {
+    const PAGE: u32 = 250;
+    let mut params = ListParams::default().labels_from(selector).limit(PAGE);
+    let mut facts = Vec::new();
+    loop {
+        let page = pods.list(&params).await?;
+        facts.extend(page.items.iter().filter_map(pod_facts));
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(facts),
+        }
+    }
 }
 
 /// A run that may not go on: Failed before it started, Aborted when it was running (the

@@ -9,6 +9,7 @@ use futures::{FutureExt, StreamExt, future::BoxFuture};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api, Client, ResourceExt,
+    core::PartialObjectMeta,
     runtime::{
         Controller,
         controller::Action,
@@ -202,12 +203,15 @@ fn podkill_controller(
     let controller = Controller::new(api_for::<PodKill>(client, scope), watcher::Config::default().any_semantic());
     let store = controller.store();
     count_phases(&ctx.metrics, store.clone());
-    let pods: Api<Pod> = match scope {
+    // Only the namespace of a changed pod matters here, so watch pod metadata, not whole pods
+    // (kube asks for metadata only for PartialObjectMeta): with thousands of pods that is the
+    // difference in the operator's memory.
+    let pods: Api<PartialObjectMeta<Pod>> = match scope {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
     controller
-        .watches(pods, watcher::Config::default(), move |pod: Pod| {
+        .watches(pods, watcher::Config::default(), move |pod: PartialObjectMeta<Pod>| {
             let ns = pod.namespace();
             store
                 .state()

@@ -6,7 +6,7 @@ export CHAOSLAB_CACHE
 # Pinned tools (helm) built by hack/tools.sh live here.
 export PATH := $(CHAOSLAB_CACHE)/bin:$(PATH)
 
-.PHONY: test tools fmt-check clippy unit crds helm-check build operator e2e
+.PHONY: test tools fmt-check clippy unit crds helm-check build operator e2e demo
 
 ## Everything CI checks: formatting, lints, unit + mocked-API + schema + chart tests (with the
 ## CRD drift check), helm lint/template, then the e2e suite on the local cluster.
@@ -21,6 +21,10 @@ tools:
 
 build:
 	$(CARGO) build --release --locked
+
+## The main job on this machine: a local cluster, the operator, examples/podkill.yaml, the verdict.
+demo: tools
+	bash hack/demo.sh
 
 ## Run the operator against the current kubeconfig context, without leader election.
 operator:

@@ -5,7 +5,7 @@
 #     local cluster: iproute2 (network namespaces), openssl (its PKI), curl (health checks),
 #     procps (kill), util-linux (setsid, flock), time (build memory figures), bc (bench/)
 #   - rustup components: rustfmt, clippy
-#   - Go (>= 1.24) must be on PATH: it builds helm (and, later, Kubernetes) from Go modules.
+#   - Go (>= 1.26, see hack/k8s/versions.env) must be on PATH: it builds helm and Kubernetes' parts.
 set -euo pipefail
 
 log() { printf '[deps] %s\n' "$*" >&2; }
@@ -29,7 +29,9 @@ if command -v rustup >/dev/null; then
   done
 fi
 
-command -v go >/dev/null || { log "go is not on PATH: Go 1.24 or newer builds helm and Kubernetes' parts from their modules"; exit 1; }
+# shellcheck source=k8s/versions.env
+source "$(dirname "$0")/k8s/versions.env" # GO_MIN_MINOR: what etcd and kwok need
+command -v go >/dev/null || { log "go is not on PATH: Go 1.$GO_MIN_MINOR or newer builds helm and Kubernetes' parts from their modules"; exit 1; }
 go_minor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
-[ "$go_minor" -ge 24 ] || { log "go $(go env GOVERSION) is too old: 1.24 or newer is needed"; exit 1; }
+[ "$go_minor" -ge "$GO_MIN_MINOR" ] || { log "go $(go env GOVERSION) is too old: 1.$GO_MIN_MINOR or newer is needed"; exit 1; }
 log "ok: $(cargo --version), $(go env GOVERSION)"

@@ -9,5 +9,6 @@
 pub mod api;
 pub mod controller;
 pub mod domain;
+pub mod load;
 pub mod metrics;
 pub mod operator;

@@ -172,8 +172,8 @@ pub enum LoadModel {
 }
 
 /// Test types of performance engineering. Each expands into stages around the nominal level L
-/// (`rate` or `vus`); `docs/api.md` gives the intended shape, and the expanded stages are shown
-/// in status once the load engine runs them.
+/// (`rate` or `vus`) and the `duration`; `docs/api.md` lists the exact expansion, and the
+/// expanded stages are shown in status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {

@@ -14,8 +14,10 @@ test: tools fmt-check clippy unit helm-check e2e
 	@echo "make test: all checks passed"
 	@cat target/test-output.txt target/e2e-output.txt | awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}'
 
-## Build or reuse the pinned tools (helm; Kubernetes' parts) in $(CHAOSLAB_CACHE).
+## Install the Debian packages (idempotent), then build or reuse the pinned tools (helm;
+## Kubernetes' parts) in $(CHAOSLAB_CACHE).
 tools:
+	bash hack/deps.sh
 	bash hack/tools.sh >/dev/null
 	bash hack/k8s/build.sh >/dev/null
 

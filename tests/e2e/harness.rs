@@ -132,6 +132,15 @@ pub async fn namespace(client: &Client, name: &str, opted_in: bool) {
     api.create(&PostParams::default(), &ns).await.expect("create namespace");
 }
 
+/// A test's lab: a client, a fresh namespace (opted in to chaos or not) and a Deployment `app` of
+/// `replicas` Ready pods in it.
+pub async fn lab(ns: &str, opted_in: bool, app: &str, replicas: u32) -> Client {
+    let client = client().await;
+    namespace(&client, ns, opted_in).await;
+    deployment(ns, app, replicas);
+    client
+}
+
 /// Apply YAML (one or more documents) with kubectl.
 pub fn apply(yaml: &str) {
     let mut child = Command::new(tool("kubectl"))

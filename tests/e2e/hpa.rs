@@ -6,14 +6,12 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 
-use crate::harness::{apply, client, deployment, kubectl, namespace, wait_for};
+use crate::harness::{apply, kubectl, lab, wait_for};
 
 #[tokio::test]
 async fn an_hpa_scales_a_kwok_deployment_up_when_cpu_usage_rises() {
-    let client = client().await;
     let ns = "e2e-hpa";
-    namespace(&client, ns, true).await;
-    deployment(ns, "busy", 1);
+    let client = lab(ns, true, "busy", 1).await;
     apply(&format!(
         "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {{name: busy, namespace: {ns}}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: busy}}\n  minReplicas: 1\n  maxReplicas: 4\n  metrics:\n  - type: Resource\n    resource: {{name: cpu, target: {{type: Utilization, averageUtilization: 50}}}}\n"
     ));

@@ -10,7 +10,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::{Api, Client, api::PostParams};
 use serde_json::json;
 
-use crate::harness::{Operator, apply, client, deployment, namespace, wait_for};
+use crate::harness::{Operator, apply, client, lab, namespace, wait_for};
 
 async fn create(client: &Client, ns: &str, name: &str, spec: serde_json::Value) -> Api<PodKill> {
     let api: Api<PodKill> = Api::namespaced(client.clone(), ns);
@@ -34,10 +34,8 @@ async fn finished(api: &Api<PodKill>, name: &str, limit: Duration) -> PodKill {
 
 #[tokio::test]
 async fn a_podkill_deletes_a_pod_and_passes_with_recovery_times() {
-    let client = client().await;
     let ns = "e2e-podkill";
-    namespace(&client, ns, true).await;
-    deployment(ns, "web", 3);
+    let client = lab(ns, true, "web", 3).await;
     let operator = Operator::start("podkill", &[ns]);
     let api = create(&client, ns, "kill-two", json!({"selector": {"matchLabels": {"app": "web"}}, "mode": "fixed", "value": 2, "recoveryDeadline": "60s", "seed": 11})).await;
     let pk = finished(&api, "kill-two", Duration::from_secs(90)).await;
@@ -93,10 +91,8 @@ async fn a_podkill_deletes_a_pod_and_passes_with_recovery_times() {
 
 #[tokio::test]
 async fn an_eviction_blocked_by_a_disruption_budget_is_recorded_and_inconclusive() {
-    let client = client().await;
     let ns = "e2e-evict";
-    namespace(&client, ns, true).await;
-    deployment(ns, "web", 2);
+    let client = lab(ns, true, "web", 2).await;
     apply(&format!(
         "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  minAvailable: 2\n  selector: {{matchLabels: {{app: web}}}}\n"
     ));
@@ -125,10 +121,8 @@ async fn an_eviction_blocked_by_a_disruption_budget_is_recorded_and_inconclusive
 
 #[tokio::test]
 async fn a_namespace_that_did_not_opt_in_is_refused_with_a_condition() {
-    let client = client().await;
     let ns = "e2e-optout";
-    namespace(&client, ns, false).await;
-    deployment(ns, "web", 1);
+    let client = lab(ns, false, "web", 1).await;
     let _operator = Operator::start("optout", &[ns]);
     let api = create(&client, ns, "refused", json!({"selector": {"matchLabels": {"app": "web"}}})).await;
     let st = finished(&api, "refused", Duration::from_secs(30)).await.status.expect("status");
@@ -156,10 +150,8 @@ async fn a_namespace_that_did_not_opt_in_is_refused_with_a_condition() {
 
 #[tokio::test]
 async fn a_killed_operator_resumes_a_repeated_podkill_without_extra_kills() {
-    let client = client().await;
     let ns = "e2e-crash";
-    namespace(&client, ns, true).await;
-    deployment(ns, "web", 4);
+    let client = lab(ns, true, "web", 4).await;
     let operator = Operator::start("crash", &[ns]);
     let api = create(&client, ns, "rounds", json!({"selector": {"matchLabels": {"app": "web"}}, "interval": "4s", "duration": "12s", "recoveryDeadline": "60s"})).await;
     // Kill the operator (SIGKILL) after the first round, in the middle of the run.
@@ -187,10 +179,8 @@ async fn a_killed_operator_resumes_a_repeated_podkill_without_extra_kills() {
 
 #[tokio::test]
 async fn deleting_a_running_podkill_ends_at_once() {
-    let client = client().await;
     let ns = "e2e-delete";
-    namespace(&client, ns, true).await;
-    deployment(ns, "web", 3);
+    let client = lab(ns, true, "web", 3).await;
     let _operator = Operator::start("delete", &[ns]);
     let api = create(
         &client,

@@ -154,9 +154,13 @@ async fn a_killed_operator_resumes_a_repeated_podkill_without_extra_kills() {
     let client = lab(ns, true, "web", 4).await;
     let operator = Operator::start("crash", &[ns]);
     let api = create(&client, ns, "rounds", json!({"selector": {"matchLabels": {"app": "web"}}, "interval": "4s", "duration": "12s", "recoveryDeadline": "60s"})).await;
-    // Kill the operator (SIGKILL) after the first round, in the middle of the run.
-    wait_for("round 1", Duration::from_secs(30), || async {
-        (api.get("rounds").await.ok()?.status?.rounds? >= 1).then_some(())
+    // Kill the operator (SIGKILL) after the first round's kill is recorded, in the middle of the
+    // run. Waiting only for the round would race the kill itself: an operator stopped between
+    // writing the plan and recording the kill finds the pod gone on resume and, unable to prove
+    // the kill was its own, records it as Gone (the planner's unit tests cover that case).
+    wait_for("round 1's kill to be recorded", Duration::from_secs(30), || async {
+        let st = api.get("rounds").await.ok()?.status?;
+        st.targets.first().is_some_and(|t| t.action == KillAction::Killed).then_some(())
     })
     .await;
     operator.kill();

@@ -141,6 +141,11 @@ pub struct Bucket {
 }
 
 impl Bucket {
+    /// An empty bucket with histograms of 1 µs to 60 s and 3 significant digits.
+    pub fn new() -> Result<Bucket, MeasureError> {
+        Ok(Bucket::empty(&Histogram::new_with_bounds(LOWEST_MICROS, HIGHEST_MICROS, SIGNIFICANT_DIGITS)?))
+    }
+
     fn empty(template: &Histogram<u64>) -> Bucket {
         Bucket {
             latency: Histogram::new_from(template),
@@ -164,13 +169,44 @@ impl Bucket {
         self.lag.record(micros(actual_send.saturating_sub(intended)));
     }
 
-    fn add(&mut self, other: &Bucket) -> Result<(), MeasureError> {
+    /// Adds another bucket's histograms and counts.
+    pub fn add(&mut self, other: &Bucket) -> Result<(), MeasureError> {
         self.latency.add(&other.latency)?;
         self.service.add(&other.service)?;
         self.lag.add(&other.lag);
         add_counts(&mut self.counts, &other.counts);
         self.clamped = self.clamped.saturating_add(other.clamped);
         Ok(())
+    }
+
+    /// The figures of this bucket as a window of `seconds` (rates are per second of it), with
+    /// Little's-law concurrency, service time and scheduler lag.
+    pub fn figures(&self, seconds: f64, target_rate: Option<f64>) -> WindowFigures {
+        let counts = &self.counts;
+        let answered = counts.ok + counts.status4xx + counts.status5xx + counts.unexpected_status + counts.body;
+        let per_second = |n: u64| if seconds > 0.0 { n as f64 / seconds } else { 0.0 };
+        let achieved_rate = per_second(counts.total);
+        let error_rate =
+            if counts.total == 0 { 0.0 } else { counts.total.saturating_sub(counts.ok) as f64 / counts.total as f64 };
+        let latency = &self.latency;
+        let figures = Figures {
+            error_rate,
+            achieved_rate,
+            target_rate,
+            rps: per_second(answered),
+            dropped: counts.dropped,
+            total: counts.total,
+            ..percentiles(latency)
+        };
+        WindowFigures {
+            concurrency: achieved_rate * mean(latency).as_secs_f64(),
+            in_flight: achieved_rate * mean(&self.service).as_secs_f64(),
+            service: self.service_summary(),
+            lag_mean: self.lag.mean(),
+            lag_max: self.lag.max(),
+            clamped: self.clamped,
+            figures,
+        }
     }
 
     /// Percentiles, max and mean of latency from the intended start, in milliseconds.
@@ -243,6 +279,14 @@ impl Recorder {
         self.seconds.entry(second).or_insert_with(|| Bucket::empty(template))
     }
 
+    /// Removes and returns the seconds before `second`, in order, keeping the total. A long run
+    /// hands its finished seconds on (to a report segment, a chart) instead of holding every
+    /// second's histograms, which take about 280 KB each.
+    pub fn take_before(&mut self, second: u64) -> Vec<(u64, Bucket)> {
+        let kept = self.seconds.split_off(&second);
+        std::mem::replace(&mut self.seconds, kept).into_iter().collect()
+    }
+
     /// The seconds that have requests, in order, with what was recorded in each.
     pub fn seconds(&self) -> impl Iterator<Item = (u64, &Bucket)> {
         self.seconds.iter().map(|(second, bucket)| (*second, bucket))
@@ -279,38 +323,7 @@ impl Recorder {
     /// The figures of `window` with Little's-law concurrency, service time and scheduler lag.
     pub fn window(&self, window: Range<u64>, target_rate: Option<f64>) -> Result<WindowFigures, MeasureError> {
         let length = window.end.saturating_sub(window.start) as f64;
-        let bucket = self.bucket(window)?;
-        let counts = &bucket.counts;
-        let answered = counts.ok + counts.status4xx + counts.status5xx + counts.unexpected_status + counts.body;
-        let per_second = |n: u64| if length > 0.0 { n as f64 / length } else { 0.0 };
-        let achieved_rate = per_second(counts.total);
-        let error_rate =
-            if counts.total == 0 { 0.0 } else { counts.total.saturating_sub(counts.ok) as f64 / counts.total as f64 };
-        let latency = &bucket.latency;
-        let figures = Figures {
-            p50: quantile(latency, 0.50),
-            p90: quantile(latency, 0.90),
-            p95: quantile(latency, 0.95),
-            p99: quantile(latency, 0.99),
-            p999: quantile(latency, 0.999),
-            max: max(latency),
-            mean: mean(latency),
-            error_rate,
-            achieved_rate,
-            target_rate,
-            rps: per_second(answered),
-            dropped: counts.dropped,
-            total: counts.total,
-        };
-        Ok(WindowFigures {
-            concurrency: achieved_rate * mean(latency).as_secs_f64(),
-            in_flight: achieved_rate * mean(&bucket.service).as_secs_f64(),
-            service: bucket.service_summary(),
-            lag_mean: bucket.lag.mean(),
-            lag_max: bucket.lag.max(),
-            clamped: bucket.clamped,
-            figures,
-        })
+        Ok(self.bucket(window)?.figures(length, target_rate))
     }
 
     /// The compact report a runner sends back.
@@ -340,7 +353,7 @@ impl Recorder {
     }
 }
 
-/// What a runner sends back: per-second summaries and histograms (V2 deflate, hex in JSON),
+/// A recorder as data: per-second summaries and histograms (V2 deflate, base64 in JSON),
 /// and the whole run's histograms. Histograms, not percentiles, so that merging is exact.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -368,15 +381,16 @@ pub struct BucketReport {
     pub lag: LagStats,
     pub clamped: u64,
     /// Latency from the intended start, HDR V2 deflate.
-    #[serde(with = "hex")]
+    #[serde(with = "base64_bytes")]
     pub latency_histogram: Vec<u8>,
     /// Service time, HDR V2 deflate.
-    #[serde(with = "hex")]
+    #[serde(with = "base64_bytes")]
     pub service_histogram: Vec<u8>,
 }
 
 impl BucketReport {
-    fn of(bucket: &Bucket, serializer: &mut V2DeflateSerializer) -> Result<BucketReport, MeasureError> {
+    /// The report of `bucket`; pass one serializer for many buckets to reuse its buffers.
+    pub fn of(bucket: &Bucket, serializer: &mut V2DeflateSerializer) -> Result<BucketReport, MeasureError> {
         let mut latency_histogram = Vec::new();
         serializer.serialize(&bucket.latency, &mut latency_histogram)?;
         let mut service_histogram = Vec::new();
@@ -389,6 +403,11 @@ impl BucketReport {
             latency_histogram,
             service_histogram,
         })
+    }
+
+    /// The bucket this report was made of, exactly.
+    pub fn bucket(&self) -> Result<Bucket, MeasureError> {
+        self.read(&Histogram::new_with_bounds(LOWEST_MICROS, HIGHEST_MICROS, SIGNIFICANT_DIGITS)?)
     }
 
     fn read(&self, template: &Histogram<u64>) -> Result<Bucket, MeasureError> {
@@ -442,21 +461,35 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-fn quantile(h: &Histogram<u64>, q: f64) -> Duration {
+/// The latency fields of [`Figures`] from a histogram; the rest default.
+pub(crate) fn percentiles(latency: &Histogram<u64>) -> Figures {
+    Figures {
+        p50: quantile(latency, 0.50),
+        p90: quantile(latency, 0.90),
+        p95: quantile(latency, 0.95),
+        p99: quantile(latency, 0.99),
+        p999: quantile(latency, 0.999),
+        max: max(latency),
+        mean: mean(latency),
+        ..Figures::default()
+    }
+}
+
+pub(crate) fn quantile(h: &Histogram<u64>, q: f64) -> Duration {
     if h.is_empty() {
         return Duration::ZERO;
     }
     Duration::from_micros(h.value_at_quantile(q))
 }
 
-fn max(h: &Histogram<u64>) -> Duration {
+pub(crate) fn max(h: &Histogram<u64>) -> Duration {
     if h.is_empty() {
         return Duration::ZERO;
     }
     Duration::from_micros(h.max())
 }
 
-fn mean(h: &Histogram<u64>) -> Duration {
+pub(crate) fn mean(h: &Histogram<u64>) -> Duration {
     if h.is_empty() {
         return Duration::ZERO;
     }
@@ -476,33 +509,19 @@ fn summarize(h: &Histogram<u64>) -> LatencySummary {
     }
 }
 
-/// Bytes as a lowercase hex string in JSON.
-mod hex {
+/// Bytes as standard base64 in JSON: histograms are already deflated, so this is the only
+/// overhead (a third), half that of hex.
+mod base64_bytes {
+    use base64::{Engine, engine::general_purpose::STANDARD};
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-
     pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        let mut text = String::with_capacity(bytes.len() * 2);
-        for byte in bytes {
-            text.push(char::from(DIGITS[usize::from(byte >> 4)]));
-            text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-        }
-        serializer.serialize_str(&text)
+        serializer.serialize_str(&STANDARD.encode(bytes))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
         let text = String::deserialize(deserializer)?;
-        let digit = |c: u8| match c {
-            b'0'..=b'9' => Ok(c - b'0'),
-            b'a'..=b'f' => Ok(c - b'a' + 10),
-            b'A'..=b'F' => Ok(c - b'A' + 10),
-            _ => Err(D::Error::custom(format!("{:?} is not a hex digit", char::from(c)))),
-        };
-        if text.len() % 2 != 0 {
-            return Err(D::Error::custom("hex text has an odd number of digits"));
-        }
-        text.as_bytes().chunks_exact(2).map(|pair| Ok((digit(pair[0])? << 4) | digit(pair[1])?)).collect()
+        STANDARD.decode(text.as_bytes()).map_err(|e| D::Error::custom(format!("histogram is not base64: {e}")))
     }
 }
 
@@ -803,7 +822,7 @@ mod tests {
         // The histograms carry the size: 120 per-second ones (latency and service) and the run's
         // two, V2 deflate. Measured with this seed: 254 699 bytes of histograms, about 2 KB per
         // histogram-second (a wide distribution at 1 µs resolution: counts are noise that does not
-        // compress), and 532 619 bytes of JSON with hex, under 1 byte per request.
+        // compress); JSON with base64 adds a third (hex doubled it: 532 619 bytes).
         let histogram_bytes: usize = report
             .seconds
             .iter()
@@ -812,7 +831,7 @@ mod tests {
             .map(|b| b.latency_histogram.len() + b.service_histogram.len())
             .sum();
         assert!(histogram_bytes < 256 * 1024, "histograms are {histogram_bytes} bytes");
-        assert!(json.len() < 600 * 1024, "report is {} bytes", json.len());
+        assert!(json.len() < 400 * 1024, "report is {} bytes", json.len());
         let read: Report = serde_json::from_slice(&json).expect("json");
         assert_eq!(read, report);
         let back = Recorder::from_report(&read).expect("from report");

@@ -1,13 +1,16 @@
-//! The load engine's pure core: what a load profile runs (stages), when each request of the
-//! open model is due (schedule), what was measured (measure: HDR histograms per second, merged
-//! exactly across runners, reported compactly), and how the figures are judged (verdict).
+//! The load engine: what a load profile runs (stages), when each request of the open model is
+//! due (schedule), what was measured (measure: HDR histograms per second, merged exactly across
+//! runners, reported compactly), how the figures are judged (verdict), and the engine that
+//! sends the requests over HTTP (engine).
 //!
-//! Nothing here does I/O or keeps time: the engine (runner pods, pacing loop, HTTP client) feeds
-//! it plain values, so every rule is unit-tested from plain values, like `domain`.
+//! Everything but `engine` is pure: no I/O, no clock. The engine feeds it plain values, so every
+//! rule is unit-tested from plain values, like `domain`.
 
 pub mod measure;
+pub mod protocol;
 pub mod schedule;
 pub mod stages;
+pub mod summary;
 pub mod verdict;
 
 pub use measure::{Bucket, MeasureError, Outcome, Recorder, Report, WindowFigures};

@@ -341,6 +341,27 @@ fn decimals(value: f64, places: usize) -> String {
     if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.').to_owned() } else { text }
 }
 
+/// Whether an abort rule fires: its condition held on every one of the last `for_seconds`
+/// seconds of `seconds` (figures of consecutive seconds, oldest first). Returns the observed
+/// values, one per second, as the rule's unit writes them. A second in which nothing was sent
+/// cannot hold a latency condition, so a silent stretch never fires a latency rule.
+pub fn abort_fires(when: &str, for_seconds: u64, seconds: &[Figures]) -> Option<Vec<String>> {
+    let needed = usize::try_from(for_seconds.max(1)).unwrap_or(usize::MAX);
+    if seconds.len() < needed {
+        return None;
+    }
+    let window = &seconds[seconds.len() - needed..];
+    let mut observed = Vec::with_capacity(window.len());
+    for figures in window {
+        let result = judge(when, figures, None);
+        if !result.passed {
+            return None;
+        }
+        observed.push(result.observed.unwrap_or_default());
+    }
+    Some(observed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -709,5 +730,25 @@ mod tests {
         assert!((summary.p99_ms - 212.4).abs() < 1e-9);
         assert_eq!(summary.max_ms, 1500.0);
         assert_eq!(summary.mean_ms, 55.5);
+    }
+
+    #[test]
+    fn an_abort_rule_fires_only_when_it_held_for_the_whole_window() {
+        let second = |error_rate: f64, p99_ms: u64, total: u64| Figures {
+            error_rate,
+            p99: Duration::from_millis(p99_ms),
+            total,
+            ..Default::default()
+        };
+        let calm = second(0.01, 20, 100);
+        let bad = second(0.4, 20, 100);
+        assert_eq!(abort_fires("errorRate > 20%", 3, &[calm.clone(), bad.clone(), bad.clone()]), None);
+        let fired = abort_fires("errorRate > 20%", 3, &[calm.clone(), bad.clone(), bad.clone(), bad.clone()]);
+        assert_eq!(fired, Some(vec!["40%".to_owned(); 3]));
+        assert_eq!(abort_fires("errorRate > 20%", 3, &[bad.clone(), bad.clone()]), None, "too few seconds yet");
+        // A silent second has no latency to judge, so a latency rule does not fire on it.
+        let silent = second(0.0, 0, 0);
+        assert_eq!(abort_fires("p99 > 1s", 2, &[silent.clone(), silent]), None);
+        assert!(abort_fires("p99 > 1s", 2, &[second(0.0, 1500, 10), second(0.0, 2000, 10)]).is_some());
     }
 }

@@ -6,6 +6,7 @@
 //! Everything but `engine` is pure: no I/O, no clock. The engine feeds it plain values, so every
 //! rule is unit-tested from plain values, like `domain`.
 
+pub mod engine;
 pub mod measure;
 pub mod protocol;
 pub mod schedule;

@@ -7,8 +7,10 @@
 //! a process. The CLI lives in the binary and only calls into these.
 
 pub mod api;
+pub mod cli;
 pub mod controller;
 pub mod domain;
 pub mod load;
 pub mod metrics;
 pub mod operator;
+pub mod runner;

@@ -1,7 +1,7 @@
 //! The `chaoslab` binary: one image, one binary, a subcommand per role. This is the edge where
 //! flags and environment become configuration and errors become exit codes.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -28,6 +28,28 @@ enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// Send load to a URL from this machine and judge it: exit 0 when every threshold holds,
+    /// 1 when one fails.
+    Load(chaoslab::cli::load::LoadArgs),
+    /// Run one LoadTest runner (what the operator's runner Job pods run): wait for the start,
+    /// send this runner's share of the load, write the report back.
+    Runner(RunnerArgs),
+}
+
+#[derive(Args)]
+struct RunnerArgs {
+    /// The runner configuration (JSON), as the operator writes it into the runner Job.
+    #[arg(long, env = "CHAOSLAB_RUNNER", hide_env_values = true)]
+    config: String,
+    /// This runner's index, 0 to runners - 1 (Kubernetes sets it in an Indexed Job's pods).
+    #[arg(long, env = "JOB_COMPLETION_INDEX")]
+    index: u32,
+    /// Log format.
+    #[arg(long, env = "CHAOSLAB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
+    log_format: LogFormat,
+    /// Log filter, e.g. `info` or `chaoslab=debug`.
+    #[arg(long, env = "CHAOSLAB_LOG_LEVEL", default_value = "info")]
+    log_level: String,
 }
 
 #[derive(Args)]
@@ -59,6 +81,12 @@ struct OperatorArgs {
     /// Namespaces to watch, comma-separated; empty watches all.
     #[arg(long, env = "CHAOSLAB_WATCH_NAMESPACES", value_delimiter = ',', default_value = "")]
     watch_namespaces: Vec<String>,
+    /// The image LoadTest runner pods run (the operator's own, as the chart sets it).
+    #[arg(long, env = "CHAOSLAB_RUNNER_IMAGE", default_value = concat!("chaoslab:", env!("CARGO_PKG_VERSION")))]
+    runner_image: String,
+    /// The ClusterRole LoadTest runner pods are bound to in their namespace.
+    #[arg(long, env = "CHAOSLAB_RUNNER_ROLE", default_value = "chaoslab-runner")]
+    runner_role: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -67,12 +95,34 @@ enum LogFormat {
     Json,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Crd { out_dir } => print_crds(out_dir),
-        Command::Operator(args) => run_operator(args),
+        Command::Crd { out_dir } => print_crds(out_dir).map(|()| ExitCode::SUCCESS),
+        Command::Operator(args) => run_operator(args).map(|()| ExitCode::SUCCESS),
+        Command::Load(args) => chaoslab::cli::load::main(args),
+        Command::Runner(args) => run_runner(args),
     }
+}
+
+/// Exit 0 when the runner wrote its final report (the verdict is the operator's), 1 otherwise.
+fn run_runner(args: RunnerArgs) -> anyhow::Result<ExitCode> {
+    init_logging(args.log_format, &args.log_level)?;
+    let assignment = chaoslab::runner::Assignment::parse(&args.config, args.index)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let on_signal = stop.clone();
+        tokio::spawn(async move {
+            chaoslab::operator::shutdown_signal().await;
+            tracing::info!("stopping: the report so far is written as the final one");
+            on_signal.cancel();
+        });
+        let state = chaoslab::runner::run(client, assignment, stop).await.context("runner failed")?;
+        tracing::info!(?state, "runner done");
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
@@ -102,6 +152,10 @@ fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
             .map(|n| n.trim().to_owned())
             .filter(|n| !n.is_empty())
             .collect(),
+        runner: chaoslab::controller::loadtest::build::RunnerSettings {
+            image: args.runner_image,
+            role: args.runner_role,
+        },
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(chaoslab::operator::run(config)).context("operator stopped")?;

@@ -166,8 +166,27 @@ fn namespaced_contract() -> BTreeSet<Grant> {
     out.extend(expect("", &["pods/eviction"], &["create"]));
     out.extend(expect("events.k8s.io", &["events"], &["create", "patch"]));
     out.extend(expect("apps", &["replicasets", "statefulsets", "daemonsets"], &["get"]));
-    out.extend(expect("batch", &["jobs"], &["get"]));
+    out.extend(expect("batch", &["jobs"], &["get", "list", "watch", "create", "delete"]));
+    out.extend(expect("", &["configmaps"], &["get", "list", "watch", "create", "update", "patch", "delete"]));
+    out.extend(expect("", &["services"], &["get"]));
+    out.extend(expect("", &["serviceaccounts"], &["get", "create"]));
+    out.extend(expect("rbac.authorization.k8s.io", &["rolebindings"], &["get", "create"]));
     out
+}
+
+/// What a LoadTest runner pod may do: read its LoadTest, write its report.
+fn runner_contract() -> BTreeSet<Grant> {
+    let mut out = expect("chaoslab.dev", &["loadtests"], &["get"]);
+    out.extend(expect("", &["configmaps"], &["get", "create", "update"]));
+    out
+}
+
+/// The ClusterRole of the given name.
+fn cluster_role(docs: &[Value], name: &str) -> ClusterRole {
+    all::<ClusterRole>(docs, "ClusterRole")
+        .into_iter()
+        .find(|cr| cr.metadata.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("the render has a ClusterRole {name}"))
 }
 
 fn cluster_scoped_contract() -> BTreeSet<Grant> {
@@ -338,7 +357,7 @@ fn metrics_service_targets_the_http_port() {
 fn cluster_role_grants_exactly_the_contract_and_no_wildcards() {
     let docs = render(&[]);
     assert_no_wildcards(&docs);
-    let role: ClusterRole = one(&docs, "ClusterRole");
+    let role = cluster_role(&docs, RELEASE);
     let granted = grants(role.rules.as_deref().unwrap_or_default());
 
     let eviction = ("".to_owned(), "pods/eviction".to_owned(), String::new(), "create".to_owned());
@@ -365,6 +384,24 @@ fn cluster_role_grants_exactly_the_contract_and_no_wildcards() {
     assert_eq!(Some(&binding.role_ref.name), role.metadata.name.as_ref());
     assert_binds_operator(binding.subjects.as_ref(), "the ClusterRoleBinding");
     assert!(all::<RoleBinding>(&docs, "RoleBinding").iter().all(|rb| rb.role_ref.kind == "Role"));
+}
+
+#[test]
+fn runners_get_a_role_of_their_own_that_the_operator_can_bind() {
+    let docs = render(&[]);
+    let runner_role = format!("{RELEASE}-runner");
+    let runner = cluster_role(&docs, &runner_role);
+    assert_eq!(grants(runner.rules.as_deref().unwrap_or_default()), runner_contract());
+    // The chart binds it nowhere: the operator does, per namespace that runs a LoadTest, and
+    // RBAC lets it only because it holds every right of the role itself.
+    assert!(all::<ClusterRoleBinding>(&docs, "ClusterRoleBinding").iter().all(|b| b.role_ref.name != runner_role));
+    assert!(all::<RoleBinding>(&docs, "RoleBinding").iter().all(|b| b.role_ref.name != runner_role));
+    let operator = grants(cluster_role(&docs, RELEASE).rules.as_deref().unwrap_or_default());
+    assert!(runner_contract().is_subset(&operator), "the operator holds every right it grants runners");
+    let deploy: Deployment = one(&docs, "Deployment");
+    let container = operator_container(&deploy);
+    assert_eq!(env_value(&container, "CHAOSLAB_RUNNER_ROLE").as_deref(), Some(runner_role.as_str()));
+    assert_eq!(env_value(&container, "CHAOSLAB_RUNNER_IMAGE"), container.image, "runners run the operator's image");
 }
 
 #[test]
@@ -411,6 +448,7 @@ fn watched_namespaces_get_role_bindings_not_a_cluster_binding() {
     let docs = render(&["--set", "watchNamespaces={a,b}", "--set", "leaderElection.enabled=false"]);
     assert_no_wildcards(&docs);
     let cluster_roles: Vec<ClusterRole> = all(&docs, "ClusterRole");
+    assert_eq!(cluster_roles.len(), 3, "namespaced rules, the Namespace reader and the runners' role");
     let pods =
         |cr: &ClusterRole| grants(cr.rules.as_deref().unwrap_or_default()).iter().any(|(_, r, _, _)| r == "pods");
     let namespaced: Vec<&ClusterRole> = cluster_roles.iter().filter(|cr| pods(cr)).collect();

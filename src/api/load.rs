@@ -284,6 +284,15 @@ pub struct LoadTestStatus {
     /// The stages that ran, after expanding a preset or a constant level.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<Stage>,
+    /// The level before the first stage (rate or VUs); the stages ramp from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_level: Option<u32>,
+    /// The moment every runner starts its schedule, set once all runner pods are running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_starts_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// The base URL the runners send to (a Service target resolved to its cluster DNS name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_url: Option<String>,
     /// Achieved requests per second over the whole run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub achieved_rate: Option<f64>,
@@ -307,6 +316,12 @@ pub struct LoadTestStatus {
     /// that broke one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<CapacityResult>,
+    /// Figures of each level the plan held (its settled seconds only), merged over runners.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepResult>,
+    /// The abort rule (`spec.abortWhen`) that stopped the run, with the values that fired it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted_by: Option<super::figures::AbortRecord>,
     /// Runner pods and how they ended.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runners: Vec<RunnerRecord>,
@@ -323,6 +338,24 @@ pub struct CapacityResult {
     pub broke_at: Option<u32>,
 }
 
+/// The figures of one level of the plan.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepResult {
+    /// The level held: rate (open model) or VUs (closed model).
+    pub level: u32,
+    /// Seconds since the load's start judged for this level: `[from, to)`.
+    pub from: u64,
+    pub to: u64,
+    pub achieved_rate: f64,
+    pub error_rate: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Capacity preset: every threshold held at this level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<bool>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunnerRecord {
@@ -330,8 +363,15 @@ pub struct RunnerRecord {
     pub index: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
-    /// Reported, Running, Crashed or Missing.
+    /// Pending, Running, Done, Stopped, Failed (the runner said why), Crashed (its pod failed
+    /// for good) or Missing (it never reported).
     pub state: String,
+    /// Starts of this runner: more than 1 means it restarted and resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// Requests this runner sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }

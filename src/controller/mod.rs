@@ -3,6 +3,7 @@
 //! dereference → validate → build (pure, in `domain`) → apply → update status.
 
 pub mod conditions;
+pub mod loadtest;
 pub mod podkill;
 pub mod unsupported;
 
@@ -42,6 +43,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub guard: TargetGuard,
+    /// The image and ClusterRole of LoadTest runner pods.
+    pub runner: loadtest::build::RunnerSettings,
 }
 
 impl Context {
@@ -53,7 +56,17 @@ impl Context {
             client,
             metrics,
             guard,
+            runner: loadtest::build::RunnerSettings {
+                image: format!("chaoslab:{}", env!("CARGO_PKG_VERSION")),
+                role: "chaoslab-runner".into(),
+            },
         }
+    }
+
+    /// Runner pods run `settings.image` under the ClusterRole `settings.role`.
+    pub fn with_runner(mut self, settings: loadtest::build::RunnerSettings) -> Self {
+        self.runner = settings;
+        self
     }
 
     /// Use `client` (built without kube's default retry policy) for calls whose 429 is final.
@@ -71,6 +84,8 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("{0} has no namespace")]
     NoNamespace(String),
+    #[error("runner reports: {0}")]
+    Report(String),
 }
 
 impl Error {
@@ -85,6 +100,7 @@ impl Error {
                 _ => "finalizer",
             },
             Error::NoNamespace(_) => "no_namespace",
+            Error::Report(_) => "report",
         }
     }
 }

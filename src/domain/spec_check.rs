@@ -51,6 +51,10 @@ fn load_fits_phases(load: &LoadProfile, phases: &PhasePlan) -> Result<(), String
 
 impl SpecCheck for LoadTest {
     fn check_spec(&self) -> Result<(), String> {
+        crate::load::stages::expand(&self.spec.load, None).map_err(|e| {
+            let message = e.to_string();
+            if message.starts_with("load.") { format!("spec.{message}") } else { format!("spec.load: {message}") }
+        })?;
         check_all("spec.thresholds", &self.spec.thresholds, false)?;
         abort_rules(&self.spec.abort_when, false)
     }

@@ -387,31 +387,15 @@ impl RunSummary {
         if Duration::from_secs(self.next) <= grace || self.thresholds.is_empty() || self.capacity.is_some() {
             return;
         }
-        let remaining = self.remaining_requests();
-        let (best, worst) = self.final_bounds(remaining.unwrap_or(UNBOUNDED_REQUESTS));
+        if let Some((expression, reason)) =
+            certain_failure(&self.thresholds, &self.total, self.next, &self.plan, self.model)
+        {
+            self.stop = Some(Stop::Abort { second, expression, reason });
+            return;
+        }
         let so_far = self.figures_so_far().figures;
         for (index, (text, expression)) in self.thresholds.iter().enumerate() {
             let now = evaluate(text, expression, &so_far, None);
-            let at_best = evaluate(text, expression, &best, None);
-            let at_worst = evaluate(text, expression, &worst, None);
-            let judged = |r: &ExpectationResult| r.message.is_none();
-            if judged(&at_best) && judged(&at_worst) && !at_best.passed && !at_worst.passed {
-                let observed = now.observed.as_deref().unwrap_or("unknown");
-                let limit = now.threshold.as_deref().unwrap_or("its limit");
-                let rest = match remaining {
-                    Some(n) => format!(
-                        " (the at most {n} requests still to come leave it between {} and {})",
-                        at_best.observed.as_deref().unwrap_or("?"),
-                        at_worst.observed.as_deref().unwrap_or("?")
-                    ),
-                    None => String::new(),
-                };
-                let reason = format!(
-                    "{text:?} can no longer hold: it is {observed} so far, and the rest of the run cannot bring it within {limit}{rest}"
-                );
-                self.stop = Some(Stop::Abort { second, expression: text.clone(), reason });
-                return;
-            }
             if self.model == LoadModel::Closed && !per_second_of_run(expression) {
                 let failing = &mut self.failing[index];
                 *failing = if !now.passed && now.message.is_none() { *failing + 1 } else { 0 };
@@ -427,66 +411,108 @@ impl RunSummary {
             }
         }
     }
+}
 
-    /// Open model: the most requests still to be scheduled after the folded seconds. The
-    /// schedule never strays from the plan's area by more than half a request, so one more
-    /// than the area covers it. `None` for the closed model, which has no such bound.
-    fn remaining_requests(&self) -> Option<u64> {
-        if self.model == LoadModel::Closed {
-            return None;
+/// The first threshold that can no longer hold whatever the rest of an open-model run brings:
+/// it fails both on the best and on the worst final figures, given the whole run's bucket so
+/// far (seconds `[0, next)`) and the most requests still to come. For the closed model, whose
+/// remaining requests have no bound, only counts that can only grow (`dropped`) and `max` can
+/// be certain. Returns the expression and why, for `abortOnFail`: the CLI's summary and the
+/// operator's merged runner reports both ask this.
+pub fn certain_failure(
+    thresholds: &[(String, Expression)],
+    total: &Bucket,
+    next: u64,
+    plan: &Plan,
+    model: LoadModel,
+) -> Option<(String, String)> {
+    let remaining = remaining_requests(plan, model, next);
+    let (best, worst) = final_bounds(plan, model, total, remaining.unwrap_or(UNBOUNDED_REQUESTS));
+    let length = (next as f64).min(plan.total_duration().as_secs_f64());
+    let so_far = total.figures(length, target_rate(plan, model, 0.0, length)).figures;
+    for (text, expression) in thresholds {
+        let now = evaluate(text, expression, &so_far, None);
+        let at_best = evaluate(text, expression, &best, None);
+        let at_worst = evaluate(text, expression, &worst, None);
+        let judged = |r: &ExpectationResult| r.message.is_none();
+        if judged(&at_best) && judged(&at_worst) && !at_best.passed && !at_worst.passed {
+            let observed = now.observed.as_deref().unwrap_or("unknown");
+            let limit = now.threshold.as_deref().unwrap_or("its limit");
+            let rest = match remaining {
+                Some(n) => format!(
+                    " (the at most {n} requests still to come leave it between {} and {})",
+                    at_best.observed.as_deref().unwrap_or("?"),
+                    at_worst.observed.as_deref().unwrap_or("?")
+                ),
+                None => String::new(),
+            };
+            let reason = format!(
+                "{text:?} can no longer hold: it is {observed} so far, and the rest of the run cannot bring it within {limit}{rest}"
+            );
+            return Some((text.clone(), reason));
         }
-        let end = self.plan.total_duration().as_secs_f64();
-        let area = area_between(&self.plan, (self.next as f64).min(end), end);
-        Some(area.ceil() as u64 + 1)
     }
+    None
+}
 
-    /// The best and the worst final figures of the whole planned run, each field on its own,
-    /// given the seconds so far and at most `remaining` more requests.
-    fn final_bounds(&self, remaining: u64) -> (Figures, Figures) {
-        let length = self.plan.total_duration().as_secs_f64();
-        let per_second = |n: u64| if length > 0.0 { n as f64 / length } else { 0.0 };
-        let counts = &self.total.counts;
-        let (sent, dropped, ok) = (counts.total, counts.dropped, counts.ok);
-        let errors = sent.saturating_sub(ok);
-        let answered = answered(counts);
-        let all = sent.saturating_add(remaining);
-        let share = |n: u64| if all == 0 { 0.0 } else { n as f64 / all as f64 };
-        let latency = &self.total.latency;
-        let sum_micros = mean_micros(latency) * latency.len() as f64;
-        let mean_of = |sum: f64| {
-            if all == 0 { Duration::ZERO } else { Duration::from_secs_f64(sum / all as f64 / 1e6) }
-        };
-        let target = target_rate(&self.plan, self.model, 0.0, length);
-        let with = |value: u64| {
-            let mut h = latency.clone();
-            h.saturating_record_n(value, remaining);
-            h
-        };
-        let (fast, slow) = (with(LOWEST_MICROS), with(HIGHEST_MICROS));
-        let best = Figures {
-            max: max(latency),
-            mean: mean_of(sum_micros),
-            error_rate: share(errors),
-            achieved_rate: per_second(sent),
-            target_rate: target,
-            rps: per_second(answered),
-            dropped,
-            total: all,
-            ..percentiles(&fast)
-        };
-        let worst = Figures {
-            max: if remaining > 0 { Duration::from_micros(HIGHEST_MICROS) } else { max(latency) },
-            mean: mean_of(sum_micros + remaining as f64 * HIGHEST_MICROS as f64),
-            error_rate: share(errors.saturating_add(remaining)),
-            achieved_rate: per_second(all),
-            target_rate: target,
-            rps: per_second(answered.saturating_add(remaining)),
-            dropped: dropped.saturating_add(remaining),
-            total: sent,
-            ..percentiles(&slow)
-        };
-        (best, worst)
+/// Open model: the most requests still to be scheduled after the folded seconds. The
+/// schedule never strays from the plan's area by more than half a request, so one more
+/// than the area covers it. `None` for the closed model, which has no such bound.
+fn remaining_requests(plan: &Plan, model: LoadModel, next: u64) -> Option<u64> {
+    if model == LoadModel::Closed {
+        return None;
     }
+    let end = plan.total_duration().as_secs_f64();
+    let area = area_between(plan, (next as f64).min(end), end);
+    Some(area.ceil() as u64 + 1)
+}
+
+/// The best and the worst final figures of the whole planned run, each field on its own,
+/// given the seconds so far and at most `remaining` more requests.
+fn final_bounds(plan: &Plan, model: LoadModel, total: &Bucket, remaining: u64) -> (Figures, Figures) {
+    let length = plan.total_duration().as_secs_f64();
+    let per_second = |n: u64| if length > 0.0 { n as f64 / length } else { 0.0 };
+    let counts = &total.counts;
+    let (sent, dropped, ok) = (counts.total, counts.dropped, counts.ok);
+    let errors = sent.saturating_sub(ok);
+    let answered = answered(counts);
+    let all = sent.saturating_add(remaining);
+    let share = |n: u64| if all == 0 { 0.0 } else { n as f64 / all as f64 };
+    let latency = &total.latency;
+    let sum_micros = mean_micros(latency) * latency.len() as f64;
+    let mean_of = |sum: f64| {
+        if all == 0 { Duration::ZERO } else { Duration::from_secs_f64(sum / all as f64 / 1e6) }
+    };
+    let target = target_rate(plan, model, 0.0, length);
+    let with = |value: u64| {
+        let mut h = latency.clone();
+        h.saturating_record_n(value, remaining);
+        h
+    };
+    let (fast, slow) = (with(LOWEST_MICROS), with(HIGHEST_MICROS));
+    let best = Figures {
+        max: max(latency),
+        mean: mean_of(sum_micros),
+        error_rate: share(errors),
+        achieved_rate: per_second(sent),
+        target_rate: target,
+        rps: per_second(answered),
+        dropped,
+        total: all,
+        ..percentiles(&fast)
+    };
+    let worst = Figures {
+        max: if remaining > 0 { Duration::from_micros(HIGHEST_MICROS) } else { max(latency) },
+        mean: mean_of(sum_micros + remaining as f64 * HIGHEST_MICROS as f64),
+        error_rate: share(errors.saturating_add(remaining)),
+        achieved_rate: per_second(all),
+        target_rate: target,
+        rps: per_second(answered.saturating_add(remaining)),
+        dropped: dropped.saturating_add(remaining),
+        total: sent,
+        ..percentiles(&slow)
+    };
+    (best, worst)
 }
 
 /// The capacity preset's verdict, from the levels judged in order (`(level, held every

@@ -6,7 +6,7 @@ pub mod server;
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
 use futures::{FutureExt, StreamExt, future::BoxFuture};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::{batch::v1::Job, core::v1::Pod};
 use kube::{
     Api, Client, ResourceExt,
     core::PartialObjectMeta,
@@ -27,6 +27,7 @@ use crate::{
         guard::{OptInLabel, TargetGuard},
         spec_check::SpecCheck,
     },
+    load::protocol::RUN_LABEL,
     metrics::Metrics,
 };
 
@@ -43,6 +44,8 @@ pub struct Config {
     pub opt_in: OptInLabel,
     /// Namespaces to watch; empty means all.
     pub watch_namespaces: Vec<String>,
+    /// LoadTest runner pods: their image and ClusterRole.
+    pub runner: controller::loadtest::build::RunnerSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,7 +127,8 @@ pub async fn run(config: Config) -> Result<(), OperatorError> {
     let guard = TargetGuard { opt_in: config.opt_in.clone(), operator_namespace: config.namespace.clone() };
     let ctx = Arc::new(
         Context::new(client.clone(), metrics.clone(), guard, config.pod_name.clone())
-            .with_no_retry_client(no_retry_client),
+            .with_no_retry_client(no_retry_client)
+            .with_runner(config.runner.clone()),
     );
     let stop: Shutdown = {
         let shutdown = shutdown.clone();
@@ -146,7 +150,7 @@ pub async fn run(config: Config) -> Result<(), OperatorError> {
     let mut controllers: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
     for scope in &scopes {
         controllers.push(podkill_controller(&client, scope.as_deref(), &ctx, stop.clone()));
-        controllers.push(unsupported_controller::<LoadTest>(&client, scope.as_deref(), &ctx, stop.clone()));
+        controllers.push(loadtest_controller(&client, scope.as_deref(), &ctx, stop.clone()));
         controllers.push(unsupported_controller::<ServiceFault>(&client, scope.as_deref(), &ctx, stop.clone()));
         controllers.push(unsupported_controller::<CircuitBreakerTrial>(&client, scope.as_deref(), &ctx, stop.clone()));
         controllers.push(unsupported_controller::<AutoscalingCheck>(&client, scope.as_deref(), &ctx, stop.clone()));
@@ -226,6 +230,28 @@ fn podkill_controller(
         .boxed()
 }
 
+fn loadtest_controller(
+    client: &Client,
+    scope: Option<&str>,
+    ctx: &Arc<Context>,
+    stop: Shutdown,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let controller = Controller::new(api_for::<LoadTest>(client, scope), watcher::Config::default().any_semantic());
+    count_phases(&ctx.metrics, controller.store());
+    let jobs: Api<Job> = match scope {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    // A runner Job that changes (a pod failed for good, the Job failed) is looked at at once;
+    // reports are polled while the run lasts.
+    controller
+        .owns(jobs, watcher::Config::default().labels(RUN_LABEL))
+        .graceful_shutdown_on(stop)
+        .run(controller::loadtest::reconcile, controller::error_policy::<LoadTest>, ctx.clone())
+        .for_each(log_result::<LoadTest>)
+        .boxed()
+}
+
 fn unsupported_controller<K: Experiment + SpecCheck>(
     client: &Client,
     scope: Option<&str>,
@@ -254,7 +280,7 @@ async fn log_result<K: Experiment>(
 }
 
 /// Resolves on SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

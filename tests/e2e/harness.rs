@@ -170,18 +170,23 @@ pub fn service_account_kubeconfig() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         chart_installed();
-        let token = kubectl(&["-n", CHART_NS, "create", "token", RELEASE, "--duration", "2h"]);
-        let dir = PathBuf::from(env("CHAOSLAB_CLUSTER_DIR"));
-        let path = dir.join("operator-sa.kubeconfig");
-        let config = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: 'https://127.0.0.1:6443', certificate-authority: {}}}\nusers:\n- name: sa\n  user: {{token: {}}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: sa}}\ncurrent-context: c\n",
-            dir.join("pki/ca.crt").display(),
-            token.trim()
-        );
-        std::fs::write(&path, config).expect("write the ServiceAccount kubeconfig");
-        path
+        token_kubeconfig(CHART_NS, RELEASE)
     })
     .clone()
+}
+
+/// A kubeconfig that authenticates as ServiceAccount `sa` of `ns`, with a fresh token.
+pub fn token_kubeconfig(ns: &str, sa: &str) -> PathBuf {
+    let token = kubectl(&["-n", ns, "create", "token", sa, "--duration", "2h"]);
+    let dir = PathBuf::from(env("CHAOSLAB_CLUSTER_DIR"));
+    let path = dir.join(format!("{ns}-{sa}.kubeconfig"));
+    let config = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: 'https://127.0.0.1:6443', certificate-authority: {}}}\nusers:\n- name: sa\n  user: {{token: {}}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: sa}}\ncurrent-context: c\n",
+        dir.join("pki/ca.crt").display(),
+        token.trim()
+    );
+    std::fs::write(&path, config).expect("write the ServiceAccount kubeconfig");
+    path
 }
 
 /// The operator as a process, watching `namespaces`, leading on the chart's Lease. Stopped with

@@ -5,4 +5,5 @@
 mod api;
 mod harness;
 mod hpa;
+mod loadtest;
 mod podkill;

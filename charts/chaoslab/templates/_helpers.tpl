@@ -149,9 +149,34 @@ The rules on namespaced objects. docs/install.md explains each one; keep both in
 - apiGroups: ["apps"]
   resources: ["replicasets", "statefulsets", "daemonsets"]
   verbs: ["get"]
+# LoadTest runners: an Indexed Job per LoadTest, owned by it; stopped by deleting it.
 - apiGroups: ["batch"]
   resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+# Runner reports: one ConfigMap per runner, read to merge the figures and deleted with the run.
+# The operator also holds every right it grants the runners, which RBAC requires of a binding.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+# A LoadTest's target given as a Service: resolve a named port.
+- apiGroups: [""]
+  resources: ["services"]
   verbs: ["get"]
+# The runners' identity in each namespace that runs a LoadTest.
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get", "create"]
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["rolebindings"]
+  verbs: ["get", "create"]
+{{- end }}
+
+{{/*
+Name of the ClusterRole the LoadTest runner pods are bound to (by a RoleBinding the operator
+creates in the LoadTest's namespace).
+*/}}
+{{- define "chaoslab.runnerRoleName" -}}
+{{- printf "%s-runner" (include "chaoslab.fullname" . | trunc 56 | trimSuffix "-") }}
 {{- end }}
 
 {{/*

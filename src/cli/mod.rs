@@ -1,0 +1,5 @@
+//! The user's command line: the subcommands a person runs on their own machine. This is the
+//! binary's edge, where flags become engine configuration and results become exit codes.
+
+pub mod load;
+pub mod output;

@@ -1,0 +1,296 @@
+//! LoadTest on the local cluster: the operator creates the runner Job as specified; runner
+//! processes started here (kwok's pods execute nothing) take the Job's own configuration, wait
+//! for the start the operator sets, load a real loopback server and report through their
+//! ConfigMaps; the operator merges the reports into status.
+
+use std::{
+    convert::Infallible,
+    path::PathBuf,
+    process::{Child, Command},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use chaoslab::{
+    api::{LoadTest, Phase, Verdict},
+    load::protocol::{REPORT_KEY, RUN_LABEL, RunnerReport},
+};
+use http_body_util::Full;
+use hyper::{Request, Response, body::Bytes, server::conn::http1, service::service_fn};
+use hyper_util::rt::TokioIo;
+use k8s_openapi::api::{batch::v1::Job, core::v1::ConfigMap};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{ListParams, PostParams},
+};
+use serde_json::json;
+
+use crate::harness::{Operator, env, lab, token_kubeconfig, wait_for};
+
+/// A loopback HTTP server answering `200 ok` after `delay`; counts the requests it answered.
+async fn server(delay: Duration) -> (String, Arc<AtomicU64>) {
+    server_with_status(delay, 200).await
+}
+
+/// The same, answering with `status`.
+async fn server_with_status(delay: Duration, status: u16) -> (String, Arc<AtomicU64>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/", listener.local_addr().expect("addr"));
+    let count = Arc::new(AtomicU64::new(0));
+    let counted = count.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |_req: Request<hyper::body::Incoming>| {
+                    let counted = counted.clone();
+                    async move {
+                        tokio::time::sleep(delay).await;
+                        counted.fetch_add(1, Ordering::Relaxed);
+                        let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
+                        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    (url, count)
+}
+
+/// A runner process, as a runner pod would run it: the Job's own `CHAOSLAB_RUNNER`, its index,
+/// and the runners' ServiceAccount (so the runner RBAC is real). SIGKILLed when dropped.
+struct Runner(Child);
+
+impl Runner {
+    fn start(job: &Job, index: u32, kubeconfig: &PathBuf, name: &str) -> Runner {
+        let container = &job.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod spec").containers[0];
+        let config = container
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "CHAOSLAB_RUNNER")
+            .and_then(|e| e.value.clone())
+            .expect("the Job passes CHAOSLAB_RUNNER");
+        assert_eq!(container.args.as_deref(), Some(&["runner".to_owned()][..]), "the pods run `chaoslab runner`");
+        let log = PathBuf::from(env("CHAOSLAB_CLUSTER_DIR")).join(format!("logs/runner-{name}-{index}.log"));
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("runner log");
+        let child = Command::new(env!("CARGO_BIN_EXE_chaoslab"))
+            .arg("runner")
+            .env("CHAOSLAB_RUNNER", config)
+            .env("JOB_COMPLETION_INDEX", index.to_string())
+            .env("KUBECONFIG", kubeconfig)
+            .env("CHAOSLAB_LOG_LEVEL", "chaoslab=debug,info")
+            .stdout(file.try_clone().expect("log handle"))
+            .stderr(file)
+            .spawn()
+            .expect("start a runner");
+        Runner(child)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    /// Waits for the runner to exit on its own; its exit status.
+    async fn exited(mut self, limit: Duration) -> std::process::ExitStatus {
+        wait_for("the runner to exit", limit, || {
+            let status = self.0.try_wait().ok().flatten();
+            async move { status }
+        })
+        .await
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn create(client: &Client, ns: &str, name: &str, spec: serde_json::Value) -> Api<LoadTest> {
+    let api: Api<LoadTest> = Api::namespaced(client.clone(), ns);
+    let lt: LoadTest = serde_json::from_value(json!({
+        "apiVersion": "chaoslab.dev/v1alpha1", "kind": "LoadTest",
+        "metadata": {"name": name, "namespace": ns}, "spec": spec,
+    }))
+    .expect("LoadTest");
+    api.create(&PostParams::default(), &lt).await.expect("create LoadTest");
+    api
+}
+
+async fn runner_job(client: &Client, ns: &str, uid: &str) -> Job {
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    wait_for("the runner Job", Duration::from_secs(30), || async {
+        jobs.list(&ListParams::default().labels(&format!("{RUN_LABEL}={uid}"))).await.ok()?.items.into_iter().next()
+    })
+    .await
+}
+
+async fn finished(api: &Api<LoadTest>, name: &str, limit: Duration) -> LoadTest {
+    wait_for("the LoadTest to finish", limit, || async {
+        api.get(name)
+            .await
+            .ok()
+            .filter(|lt| lt.status.as_ref().and_then(|s| s.run.phase).is_some_and(Phase::is_terminal))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn runners_report_and_the_operator_merges_a_load_test() {
+    let ns = "e2e-load";
+    let client = lab(ns, true, "web", 1).await;
+    let (url, answered) = server(Duration::from_millis(2)).await;
+    let _operator = Operator::start("load", &[ns]);
+    let api = create(
+        &client,
+        ns,
+        "steady",
+        json!({
+            "load": {"target": {"url": url}, "rate": 200, "duration": "6s", "runners": {"parallelism": 2}},
+            "thresholds": ["p99 < 500ms", "errorRate < 1%", "achievedRate >= 95%"],
+        }),
+    )
+    .await;
+    let uid = api.get("steady").await.expect("get").uid().expect("uid");
+    let job = runner_job(&client, ns, &uid).await;
+    let spec = job.spec.clone().expect("job spec");
+    assert_eq!(spec.completion_mode.as_deref(), Some("Indexed"));
+    assert_eq!((spec.parallelism, spec.completions), (Some(2), Some(2)));
+    let owner = &job.metadata.owner_references.as_ref().expect("owned")[0];
+    assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("LoadTest", uid.as_str()));
+    let pod = spec.template.spec.as_ref().expect("pod spec");
+    assert_eq!(pod.service_account_name.as_deref(), Some("chaoslab-runner"));
+    let sc = pod.containers[0].security_context.clone().expect("hardened");
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+
+    // kwok runs the Job's pods (Running, executing nothing); the operator then sets the start.
+    let running = wait_for("the start time", Duration::from_secs(60), || async {
+        let st = api.get("steady").await.ok()?.status?;
+        st.load_starts_at.is_some().then_some(st)
+    })
+    .await;
+    assert_eq!(running.run.phase, Some(Phase::Running));
+    assert_eq!(running.stages.len(), 1, "the constant load is shown as one stage");
+
+    let kubeconfig = token_kubeconfig(ns, "chaoslab-runner");
+    let runners: Vec<Runner> = (0..2).map(|i| Runner::start(&job, i, &kubeconfig, "steady")).collect();
+    for runner in runners {
+        assert!(runner.exited(Duration::from_secs(60)).await.success(), "a runner exits 0 after its final report");
+    }
+    let lt = finished(&api, "steady", Duration::from_secs(60)).await;
+    let st = lt.status.expect("status");
+    assert_eq!(st.run.verdict, Some(Verdict::Pass), "{:?} {:?}", st.run.message, st.thresholds);
+    assert_eq!(st.run.phase, Some(Phase::Succeeded));
+    let requests = st.requests.clone().expect("requests");
+    // 200/s for 6 s over two runners: the schedule's count, to a request either way.
+    assert!((1199..=1201).contains(&requests.total), "{requests:?}");
+    assert_eq!(requests.ok, requests.total);
+    assert_eq!(answered.load(Ordering::Relaxed), requests.total, "every request counted reached the server");
+    let achieved = st.achieved_rate.expect("rate");
+    assert!((195.0..=205.0).contains(&achieved), "{achieved}");
+    let latency = st.latency.expect("latency");
+    assert!(latency.p50_ms >= 2.0 && latency.p99_ms < 500.0, "{latency:?}");
+    assert_eq!(st.thresholds.len(), 3);
+    assert_eq!(st.runners.len(), 2);
+    for r in &st.runners {
+        assert_eq!(r.state, "Done", "{r:?}");
+        let sent = r.sent.expect("sent");
+        assert!((599..=601).contains(&sent), "each runner takes half: {r:?}");
+    }
+
+    // The reports are the runners' ConfigMaps, owned by the LoadTest, far below the size limit.
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let reports = maps.list(&ListParams::default().labels(&format!("{RUN_LABEL}={uid}"))).await.expect("list");
+    assert_eq!(reports.items.len(), 2);
+    for cm in &reports.items {
+        let bytes = &cm.binary_data.as_ref().expect("binaryData")[REPORT_KEY].0;
+        assert!(bytes.len() < 64 * 1024, "{} bytes", bytes.len());
+        let report = RunnerReport::decode(bytes).expect("a readable report");
+        assert_eq!(report.points.len(), 6, "one point per second");
+        assert!(cm.owner_references().iter().any(|o| o.uid == uid));
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_runner_resumes_and_the_run_still_ends() {
+    let ns = "e2e-load-restart";
+    let client = lab(ns, true, "web", 1).await;
+    let (url, _) = server(Duration::from_millis(1)).await;
+    let _operator = Operator::start("load-restart", &[ns]);
+    let api = create(
+        &client,
+        ns,
+        "bumpy",
+        json!({"load": {"target": {"url": url}, "rate": 100, "duration": "10s"}, "thresholds": ["errorRate < 1%"]}),
+    )
+    .await;
+    let uid = api.get("bumpy").await.expect("get").uid().expect("uid");
+    let job = runner_job(&client, ns, &uid).await;
+    let kubeconfig = token_kubeconfig(ns, "chaoslab-runner");
+    let mut first = Runner::start(&job, 0, &kubeconfig, "bumpy");
+    // Crash the runner (SIGKILL) once it has written a report mid-run, then start it again.
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    wait_for("a first report", Duration::from_secs(60), || async {
+        let list = maps.list(&ListParams::default().labels(&format!("{RUN_LABEL}={uid}"))).await.ok()?;
+        let cm = list.items.into_iter().next()?;
+        let report = RunnerReport::decode(&cm.binary_data?.get(REPORT_KEY)?.0).ok()?;
+        (report.sealed >= 3).then_some(())
+    })
+    .await;
+    first.kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let second = Runner::start(&job, 0, &kubeconfig, "bumpy");
+    assert!(second.exited(Duration::from_secs(60)).await.success());
+    let st = finished(&api, "bumpy", Duration::from_secs(60)).await.status.expect("status");
+    assert_eq!(st.run.verdict, Some(Verdict::Pass), "{:?}", st.run.message);
+    let runner = &st.runners[0];
+    assert_eq!((runner.state.as_str(), runner.attempts), ("Done", Some(2)), "{runner:?}");
+    let total = st.requests.expect("requests").total;
+    // Seconds lost to the crash are missing, never counted twice.
+    assert!((300..1000).contains(&total), "{total}");
+}
+
+#[tokio::test]
+async fn an_abort_rule_stops_the_run_and_says_why() {
+    let ns = "e2e-load-abort";
+    let client = lab(ns, true, "web", 1).await;
+    let (url, _) = server_with_status(Duration::from_millis(1), 503).await;
+    let _operator = Operator::start("load-abort", &[ns]);
+    let api = create(
+        &client,
+        ns,
+        "failing",
+        json!({
+            "load": {"target": {"url": url}, "rate": 50, "duration": "5m"},
+            "abortWhen": [{"when": "errorRate > 50%", "for": "2s"}],
+        }),
+    )
+    .await;
+    let uid = api.get("failing").await.expect("get").uid().expect("uid");
+    let job = runner_job(&client, ns, &uid).await;
+    let _runner = Runner::start(&job, 0, &token_kubeconfig(ns, "chaoslab-runner"), "failing");
+    // A 5-minute plan ends within seconds: the rule fires after 2 failing seconds.
+    let lt = finished(&api, "failing", Duration::from_secs(60)).await;
+    let st = lt.status.expect("status");
+    assert_eq!((st.run.phase, st.run.verdict), (Some(Phase::Aborted), Some(Verdict::Aborted)), "{:?}", st.run.message);
+    let record = st.aborted_by.expect("abortedBy");
+    assert_eq!(record.rule, "errorRate > 50%");
+    assert_eq!(record.observed, vec!["100%".to_owned(); 2]);
+    assert!(st.run.message.unwrap_or_default().contains("errorRate > 50%"));
+    let requests = st.requests.expect("requests");
+    assert!(requests.status5xx > 0 && requests.total < 50 * 60, "{requests:?}");
+    // The runners were stopped: their Job is gone.
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    wait_for("the runner Job to be deleted", Duration::from_secs(30), || async {
+        jobs.get_opt(&job.name_any()).await.ok()?.is_none().then_some(())
+    })
+    .await;
+}

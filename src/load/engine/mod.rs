@@ -18,8 +18,8 @@
 //!   plan's level moves. A VU has no schedule, so a request's intended start *is* its send:
 //!   latency and service time are the same, and a stalled server shows as fewer requests, not
 //!   as longer latencies (that is the closed model's coordinated omission, by definition).
-//! - `client`: hyper's HTTP/1.1 keep-alive connections, one per worker or VU and driven by
-//!   its task, or a few shared HTTP/2 (h2c) connections; timeouts and outcome classes.
+//! - `client`: hyper's HTTP/1.1 keep-alive connections, one per worker or VU, or a few shared
+//!   HTTP/2 (h2c) connections; timeouts and outcome classes.
 //! - `record`: per-shard recorders, exact sealing, live figures and the ticks.
 //!
 //! Ticks: one per second of wall time from `start + 1 s`, and a final one when the run ends,
@@ -35,7 +35,7 @@
 //! about a second whatever the request timeout. A stop after the plan's end, while its last
 //! requests are in flight, does the same to them but leaves [`RunOutcome::stopped`] false.
 //! Dropping the future of [`run`] aborts every task of the run at once, recording nothing
-//! more.
+//! more (the HTTP/1.1 connections' own I/O tasks then close their connections and end).
 
 use std::{sync::Arc, time::Duration};
 

@@ -2,13 +2,13 @@
 //! per request of the mix, the weighted mix itself and the classification of statuses.
 //!
 //! Everything here is built once before the run, so a request clones cheap values: `Bytes`,
-//! `Uri` and `Method` are reference-counted or inline, and a small `HeaderMap` clone is its
-//! one allocation. HTTP/1.1 and HTTP/2 requests differ only in their parts: the origin form
-//! and a `Host` header for the one, the absolute URI (hence `:authority`) for the other.
+//! `Uri` and `Method` are reference-counted or inline, and its `HeaderMap` is its one
+//! allocation. HTTP/1.1 and HTTP/2 requests differ only in their parts: the origin form and a
+//! `Host` header for the one, the absolute URI (hence `:authority`) for the other.
 
 use bytes::Bytes;
 use http::{
-    HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version, request,
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version,
     uri::{Authority, PathAndQuery, Scheme},
 };
 use http_body_util::Full;
@@ -127,7 +127,10 @@ impl Expect {
 /// One request of the mix: the parts of a hyper `Request` and its body, cloned per request.
 #[derive(Clone, Debug)]
 pub(crate) struct Template {
-    parts: request::Parts,
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
     body: Bytes,
     pub expect: Expect,
     /// Safe to send again when a kept-alive connection turns out closed before any answer
@@ -180,14 +183,12 @@ impl Template {
         if !http2 && (!body.is_empty() || matches!(method, Method::POST | Method::PUT | Method::PATCH)) {
             headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         }
-        let (mut parts, ()) = Request::new(()).into_parts();
-        parts.method = method;
-        parts.uri = uri;
-        parts.version = if http2 { Version::HTTP_2 } else { Version::HTTP_11 };
-        parts.headers = headers;
         Ok(Template {
-            idempotent: !matches!(parts.method, Method::POST | Method::PATCH),
-            parts,
+            idempotent: !matches!(method, Method::POST | Method::PATCH),
+            method,
+            uri,
+            version: if http2 { Version::HTTP_2 } else { Version::HTTP_11 },
+            headers,
             body,
             expect: Expect::of(&spec.expect_status).map_err(bad)?,
         })
@@ -195,9 +196,23 @@ impl Template {
 
     /// A new request of this template.
     pub fn request(&self) -> Request<ReqBody> {
-        Request::from_parts(self.parts.clone(), Full::new(self.body.clone()))
+        let mut request = Request::new(Full::new(self.body.clone()));
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = self.version;
+        // hyper parses an HTTP/1.1 response's headers into the map its request's headers were
+        // written from: with room for a typical response's, it needs no growing per request.
+        let headers = request.headers_mut();
+        headers.reserve(HEADER_ROOM);
+        for (name, value) in &self.headers {
+            headers.append(name.clone(), value.clone());
+        }
+        request
     }
 }
+
+/// The headers a request's map has room for: a typical response's.
+const HEADER_ROOM: usize = 16;
 
 fn method(method: HttpMethod) -> Method {
     match method {
@@ -359,6 +374,7 @@ mod tests {
             "the spec's length is replaced by the body's"
         );
         assert_eq!(hyper::body::Body::size_hint(request.body()).exact(), Some(7));
+        assert!(request.headers().capacity() >= HEADER_ROOM, "room for the response's headers");
         assert!(!template.idempotent);
 
         // A Host header in the spec wins over the target's; GET has no length, PUT always one.

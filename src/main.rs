@@ -109,6 +109,7 @@ fn main() -> anyhow::Result<ExitCode> {
 fn run_runner(args: RunnerArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log_format, &args.log_level)?;
     let assignment = chaoslab::runner::Assignment::parse(&args.config, args.index)?;
+    chaoslab::load::engine::raise_open_file_limit();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;

@@ -537,6 +537,7 @@ pub fn main(args: LoadArgs) -> anyhow::Result<ExitCode> {
         Ok(invocation) => invocation,
         Err(e) => return Ok(usage_error(&e)),
     };
+    crate::load::engine::raise_open_file_limit();
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)

@@ -164,6 +164,16 @@ pub enum EngineError {
     Measure(#[from] MeasureError),
 }
 
+/// Every connection is a file descriptor, and the open model may hold up to `maxInFlight` of
+/// them: raise the soft limit to the hard one, as far as the system allows. A limit that stays
+/// low shows as connect errors in the summary, not as a crash.
+pub fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(error) => tracing::warn!(%error, "could not raise the open file limit"),
+    }
+}
+
 /// Runs `config` from `start` (a moment on tokio's clock; offsets count from it), sending
 /// [`Tick`]s to `ticks` when given, until the plan ends or `stop` is cancelled.
 ///

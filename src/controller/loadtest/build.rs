@@ -23,7 +23,7 @@ use crate::{
     },
     load::{
         Figures,
-        protocol::{MergedRun, RUN_LABEL, RunnerConfig},
+        protocol::{MergedRun, MergedStep, RUN_LABEL, RunnerConfig},
         stages::Plan,
         verdict::judge,
     },
@@ -247,9 +247,8 @@ pub fn conclude(
     let capacity = lt.spec.load.preset == Some(Preset::Capacity);
     let mut held_levels = Vec::new();
     for step in &merged.steps {
-        let length = step.to.saturating_sub(step.from) as f64;
-        let f = step.bucket.figures(length, open.then_some(f64::from(step.level))).figures;
-        let held = (capacity && step.complete && f.total > 0).then(|| judge_all(&lt.spec.thresholds, &f).0);
+        let f = step_figures(step, open);
+        let held = if capacity { step_held(lt, step, open) } else { None };
         if let Some(h) = held {
             held_levels.push((step.level, h));
         }
@@ -379,6 +378,18 @@ pub fn fired_abort_rule(
             }
         })
     })
+}
+
+/// The figures of one level over its judged seconds; the open model's target is the level.
+fn step_figures(step: &MergedStep, open: bool) -> Figures {
+    step.bucket.figures(step.to.saturating_sub(step.from) as f64, open.then_some(f64::from(step.level))).figures
+}
+
+/// Capacity: whether every threshold held at this level, once every runner sealed it and
+/// something was sent; `None` until then. The operator stops at the first `Some(false)`.
+pub fn step_held(lt: &LoadTest, step: &MergedStep, open: bool) -> Option<bool> {
+    let f = step_figures(step, open);
+    (step.complete && f.total > 0).then(|| judge_all(&lt.spec.thresholds, &f).0)
 }
 
 /// Judges every threshold on `figures`; whether all held.

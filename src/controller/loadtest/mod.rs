@@ -273,7 +273,10 @@ async fn follow(
         st.run.message = Some(format!("{}s of {}s measured", merged.sealed, plan.total_duration().as_secs()));
     }
     st.runners = records;
-    write_status(api, &lt.name_any(), &st).await?;
+    // Polled every 2 s: write only what changed (new sealed seconds, a runner's state).
+    if lt.status.as_ref() != Some(&st) {
+        write_status(api, &lt.name_any(), &st).await?;
+    }
     Ok(Action::requeue(POLL))
 }
 
@@ -286,10 +289,7 @@ fn early_stop(lt: &LoadTest, merged: &MergedRun, plan: &Plan, since_start: Durat
     let model = lt.spec.load.model;
     if lt.spec.load.preset == Some(Preset::Capacity) {
         let open = model == LoadModel::Open;
-        let broke = merged.steps.iter().filter(|s| s.complete && s.bucket.counts.total > 0).find(|s| {
-            let f = s.bucket.figures(s.to.saturating_sub(s.from) as f64, open.then_some(f64::from(s.level))).figures;
-            !build::judge_all(&lt.spec.thresholds, &f).0
-        });
+        let broke = merged.steps.iter().find(|s| build::step_held(lt, s, open) == Some(false));
         return broke.map(|s| (Ending::StoppedEarly, format!("capacity: a threshold broke at level {}", s.level)));
     }
     if !lt.spec.abort_on_fail || lt.spec.thresholds.is_empty() {

@@ -9,8 +9,10 @@
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod demo;
 pub mod domain;
 pub mod load;
 pub mod metrics;
 pub mod operator;
+pub mod proxy;
 pub mod runner;

@@ -34,6 +34,33 @@ enum Command {
     /// Run one LoadTest runner (what the operator's runner Job pods run): wait for the start,
     /// send this runner's share of the load, write the report back.
     Runner(RunnerArgs),
+    /// Run the fault-injecting proxy: forward HTTP or TCP to an upstream and apply a
+    /// time-bounded fault set (what ServiceFault's proxy pods run).
+    Proxy {
+        #[command(flatten)]
+        log: LogArgs,
+        #[command(flatten)]
+        args: chaoslab::cli::proxy::ProxyArgs,
+    },
+    /// Run one service of the lab's demo app (frontend, catalog, inventory, ...), with
+    /// resilience patterns that can be switched at runtime.
+    Demo {
+        #[command(flatten)]
+        log: LogArgs,
+        #[command(flatten)]
+        args: chaoslab::cli::demo::DemoArgs,
+    },
+}
+
+/// Logging flags of the long-running servers.
+#[derive(Args)]
+struct LogArgs {
+    /// Log format.
+    #[arg(long, env = "CHAOSLAB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
+    log_format: LogFormat,
+    /// Log filter, e.g. `info` or `chaoslab=debug`.
+    #[arg(long, env = "CHAOSLAB_LOG_LEVEL", default_value = "info")]
+    log_level: String,
 }
 
 #[derive(Args)]
@@ -102,6 +129,14 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Operator(args) => run_operator(args).map(|()| ExitCode::SUCCESS),
         Command::Load(args) => chaoslab::cli::load::main(args),
         Command::Runner(args) => run_runner(args),
+        Command::Proxy { log, args } => {
+            init_logging(log.log_format, &log.log_level)?;
+            chaoslab::cli::proxy::main(args)
+        }
+        Command::Demo { log, args } => {
+            init_logging(log.log_format, &log.log_level)?;
+            chaoslab::cli::demo::main(args)
+        }
     }
 }
 

@@ -1,5 +1,7 @@
 //! The user's command line: the subcommands a person runs on their own machine. This is the
 //! binary's edge, where flags become engine configuration and results become exit codes.
 
+pub mod demo;
 pub mod load;
 pub mod output;
+pub mod proxy;

@@ -228,7 +228,23 @@ pub struct ServiceFaultSpec {
 pub struct ServiceFaultStatus {
     #[serde(flatten)]
     pub run: RunStatus,
-    /// When the Service's selector was switched to the proxy (injection really began).
+    /// What the operator did, in order: Claimed, ProxyCreated, ProxyReady, Switched, Injecting,
+    /// Reverted, Cleaned (or DryRun). Each step is written before the next is taken, so a
+    /// restarted operator resumes where it stood.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<FaultStep>,
+    /// The Service's selector before the fault: what is restored at the end. (The Service itself
+    /// carries it too, in the `chaoslab.dev/original-selector` annotation.)
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub original_selector: BTreeMap<String, String>,
+    /// How the Service's ports are carried by the proxy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<ProxyRoute>,
+    /// The proxy's own end of injection (its dead-man switch): it becomes a plain pass-through
+    /// then, even if the operator is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_expires_at: Option<Time>,
+    /// When the Service's endpoints pointed only at the proxy (injection really began).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub injected_at: Option<Time>,
     /// When the Service's original selector was restored.
@@ -239,16 +255,51 @@ pub struct ServiceFaultStatus {
     pub proxy: Option<ProxyStats>,
 }
 
-/// A summary of the proxy's own statistics.
+/// One step of a ServiceFault, as it happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultStep {
+    /// Claimed, ProxyCreated, ProxyReady, Switched, Injecting, Reverted, Cleaned or DryRun.
+    pub step: String,
+    pub at: Time,
+    /// What was done, with the names of the objects involved.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// A Service port and how the proxy carries it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyRoute {
+    /// The Service port's name (or number, when unnamed).
+    pub port: String,
+    /// The port the proxy listens on (the Service's targetPort, which now reaches the proxy).
+    pub listen: i32,
+    /// Where the proxy forwards: the shadow Service that keeps the original selector.
+    pub upstream: String,
+    /// Whether faults apply on this port (false: forwarded untouched).
+    pub faulted: bool,
+}
+
+/// A summary of the proxy's own statistics, summed over its pods.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProxyStats {
     /// Requests (http) or connections (tcp) that crossed the proxy.
     pub requests: u64,
+    /// Client connections the proxy accepted.
+    #[serde(default)]
+    pub connections: u64,
     /// Faults applied, by type.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub faults_applied: BTreeMap<String, u64>,
     /// Upstream answers by status code.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub upstream_status: BTreeMap<String, u64>,
+    /// Calls the proxy could not make to the upstream (connect failures, timeouts).
+    #[serde(default)]
+    pub upstream_errors: u64,
+    /// Proxy pods whose statistics were read (of the Deployment's replicas).
+    #[serde(default)]
+    pub pods_read: u32,
 }

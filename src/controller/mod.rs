@@ -5,6 +5,7 @@
 pub mod conditions;
 pub mod loadtest;
 pub mod podkill;
+pub mod servicefault;
 pub mod unsupported;
 
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{Patch, PatchParams},
+    api::{DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy},
     runtime::{
         controller::Action,
         events::{Event, EventType, Recorder, Reporter},
@@ -169,4 +170,34 @@ fn truncate(s: &str, max: usize) -> String {
 /// Whether the abort annotation asks to stop.
 pub fn abort_requested<K: Resource>(obj: &K) -> bool {
     obj.meta().annotations.as_ref().and_then(|a| a.get(ABORT_ANNOTATION)).is_some_and(|v| v != "false")
+}
+
+/// Create `obj` unless it exists: a step retried after a crash finds its object already there.
+pub async fn create_if_absent<K>(api: &Api<K>, obj: &K) -> Result<(), Error>
+where
+    K: Resource + Clone + Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), obj).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Delete `name` (its dependents in the background) unless it is already gone.
+pub async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<(), Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let params = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Time from `from` to `to`; zero when `to` is earlier.
+pub fn elapsed(from: k8s_openapi::jiff::Timestamp, to: k8s_openapi::jiff::Timestamp) -> std::time::Duration {
+    std::time::Duration::try_from(to.duration_since(from)).unwrap_or_default()
 }

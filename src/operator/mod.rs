@@ -6,7 +6,7 @@ pub mod server;
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
 use futures::{FutureExt, StreamExt, future::BoxFuture};
-use k8s_openapi::api::{batch::v1::Job, core::v1::Pod};
+use k8s_openapi::api::{apps::v1::Deployment, batch::v1::Job, core::v1::Pod};
 use kube::{
     Api, Client, ResourceExt,
     core::PartialObjectMeta,
@@ -151,7 +151,7 @@ pub async fn run(config: Config) -> Result<(), OperatorError> {
     for scope in &scopes {
         controllers.push(podkill_controller(&client, scope.as_deref(), &ctx, stop.clone()));
         controllers.push(loadtest_controller(&client, scope.as_deref(), &ctx, stop.clone()));
-        controllers.push(unsupported_controller::<ServiceFault>(&client, scope.as_deref(), &ctx, stop.clone()));
+        controllers.push(servicefault_controller(&client, scope.as_deref(), &ctx, stop.clone()));
         controllers.push(unsupported_controller::<CircuitBreakerTrial>(&client, scope.as_deref(), &ctx, stop.clone()));
         controllers.push(unsupported_controller::<AutoscalingCheck>(&client, scope.as_deref(), &ctx, stop.clone()));
         controllers.push(unsupported_controller::<Drill>(&client, scope.as_deref(), &ctx, stop.clone()));
@@ -249,6 +249,27 @@ fn loadtest_controller(
         .graceful_shutdown_on(stop)
         .run(controller::loadtest::reconcile, controller::error_policy::<LoadTest>, ctx.clone())
         .for_each(log_result::<LoadTest>)
+        .boxed()
+}
+
+fn servicefault_controller(
+    client: &Client,
+    scope: Option<&str>,
+    ctx: &Arc<Context>,
+    stop: Shutdown,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let controller = Controller::new(api_for::<ServiceFault>(client, scope), watcher::Config::default().any_semantic());
+    count_phases(&ctx.metrics, controller.store());
+    let deployments: Api<Deployment> = match scope {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    // The proxy Deployment's readiness moves a fault to its next step at once.
+    controller
+        .owns(deployments, watcher::Config::default().labels(controller::servicefault::build::PROXY_LABEL))
+        .graceful_shutdown_on(stop)
+        .run(controller::servicefault::reconcile, controller::error_policy::<ServiceFault>, ctx.clone())
+        .for_each(log_result::<ServiceFault>)
         .boxed()
 }
 

@@ -113,11 +113,13 @@ pub async fn namespace(client: &Client, name: &str, opted_in: bool) {
     let api: Api<Namespace> = Api::all(client.clone());
     if api.get_opt(name).await.expect("get namespace").is_some() {
         // A leftover from an earlier run may hold experiments whose finalizer waits for an
-        // operator that is not running; a PodKill has nothing to revert, so drop the finalizer.
-        let (_, leftovers, _) = run("kubectl", &["-n", name, "get", "podkills", "-o", "name"]);
-        for pk in leftovers.lines() {
-            let _ =
-                run("kubectl", &["-n", name, "patch", pk, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+        // operator that is not running; the namespace and all it holds goes, so drop them.
+        let (_, leftovers, _) = run("kubectl", &["-n", name, "get", "podkills,loadtests,servicefaults", "-o", "name"]);
+        for obj in leftovers.lines() {
+            let _ = run(
+                "kubectl",
+                &["-n", name, "patch", obj, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#],
+            );
         }
         let _ = api.delete(name, &Default::default()).await;
         wait_for(&format!("old namespace {name} to go"), Duration::from_secs(120), || {

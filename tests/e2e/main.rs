@@ -7,3 +7,4 @@ mod harness;
 mod hpa;
 mod loadtest;
 mod podkill;
+mod servicefault;

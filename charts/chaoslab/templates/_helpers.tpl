@@ -158,10 +158,19 @@ The rules on namespaced objects. docs/install.md explains each one; keep both in
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
-# A LoadTest's target given as a Service: resolve a named port.
+# Services: resolve a LoadTest's target; for a ServiceFault, claim the target (annotations),
+# switch its selector to the proxy and back, and create and delete the shadow Service.
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get"]
+  verbs: ["get", "create", "patch", "delete"]
+# ServiceFault: the proxy Deployment, owned by the fault; its readiness is watched.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+# ServiceFault: injection begins when the target's endpoints are the proxy's pods.
+- apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["list"]
 # The runners' identity in each namespace that runs a LoadTest.
 - apiGroups: [""]
   resources: ["serviceaccounts"]

@@ -21,13 +21,14 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Resource, ResourceExt,
-    api::{DeleteParams, ListParams, PostParams, PropagationPolicy},
+    api::ListParams,
     runtime::{controller::Action, finalizer, finalizer::Event as FinalizerEvent},
 };
 
 use self::build::{Ending, REPORT_GRACE, START_TIMEOUT};
 use super::{
-    Context, Error, FINALIZER, abort_requested, conditions, namespace_labels, namespace_of, publish, write_status,
+    Context, Error, FINALIZER, abort_requested, conditions, create_if_absent, delete_if_present, elapsed,
+    namespace_labels, namespace_of, publish, write_status,
 };
 use crate::{
     api::{LoadTest, Phase, Verdict, load::LoadTestStatus, load::RunnerRecord},
@@ -67,13 +68,7 @@ async fn cleanup(lt: &LoadTest, ctx: &Context, ns: &str) -> Result<Action, Error
 }
 
 async fn stop_runners(ctx: &Context, ns: &str, lt: &LoadTest) -> Result<(), Error> {
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
-    let params = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
-    match jobs.delete(&build::job_name(lt), &params).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    delete_if_present(&Api::<Job>::namespaced(ctx.client.clone(), ns), &build::job_name(lt)).await
 }
 
 async fn apply(lt: &LoadTest, ctx: &Context, api: &Api<LoadTest>, ns: &str) -> Result<Action, Error> {
@@ -160,17 +155,6 @@ async fn start(
     let note = Note::normal("Started", format!("created runner Job {} with {n} runner(s)", build::job_name(lt)));
     publish(ctx, lt, &[note]).await;
     Ok(Action::requeue(POLL))
-}
-
-async fn create_if_absent<K>(api: &Api<K>, obj: &K) -> Result<(), Error>
-where
-    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match api.create(&PostParams::default(), obj).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Running: wait for the runners, set the start, follow the reports, conclude.
@@ -505,10 +489,6 @@ fn parse_indexes(text: &str) -> Vec<u32> {
         }
     }
     out
-}
-
-fn elapsed(from: Timestamp, to: Timestamp) -> Duration {
-    Duration::try_from(to.duration_since(from)).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -16,3 +16,4 @@ pub mod metrics;
 pub mod operator;
 pub mod proxy;
 pub mod runner;
+pub mod trial;

@@ -11,12 +11,20 @@ fn documents(path: &Path) -> Vec<Value> {
     serde_saphyr::from_multiple::<Value>(&text).expect("valid YAML").into_iter().filter(|v| !v.is_null()).collect()
 }
 
+/// The YAML files under `dir`, its subdirectories included (examples/drills/ is a curriculum).
 fn yaml_files(dir: &str) -> Vec<std::path::PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(repo(dir))
-        .expect("directory")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
+    let mut files = Vec::new();
+    let mut dirs = vec![repo(dir)];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).expect("directory") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                files.push(path);
+            }
+        }
+    }
     files.sort();
     files
 }

@@ -62,14 +62,23 @@ impl SpecCheck for LoadTest {
 
 impl SpecCheck for ServiceFault {
     fn check_spec(&self) -> Result<(), String> {
-        Ok(())
+        fault_set("spec.", &self.spec.injection)
     }
+}
+
+/// The rules the proxy applies to a fault set it is given, named from the spec's root: a fault
+/// the proxy would refuse is refused before anything is changed.
+fn fault_set(prefix: &str, injection: &crate::api::fault::FaultInjection) -> Result<(), String> {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let set = crate::proxy::FaultSet { faults: injection.faults.clone(), expires_at: now, seed: None };
+    set.validate(injection.protocol, now).map_err(|e| format!("{prefix}{e}"))
 }
 
 impl SpecCheck for CircuitBreakerTrial {
     fn check_spec(&self) -> Result<(), String> {
         let baseline = self.spec.phases.baseline.is_some();
         load_fits_phases(&self.spec.load, &self.spec.phases)?;
+        fault_set("spec.dependency.", &self.spec.dependency)?;
         check_all("spec.expectations", &self.spec.expectations, baseline)?;
         abort_rules(&self.spec.abort_when, baseline)
     }
@@ -93,6 +102,9 @@ impl SpecCheck for Drill {
         for (i, fault) in self.spec.faults.iter().enumerate() {
             if !names.insert(fault.name.as_str()) {
                 return Err(format!("spec.faults[{i}].name: {:?} is used twice; names must be unique", fault.name));
+            }
+            if let Some(injection) = &fault.service_fault {
+                fault_set(&format!("spec.faults[{i}].serviceFault."), injection)?;
             }
             if let Some(start) = fault.start_after
                 && start >= inject

@@ -320,5 +320,5 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    tracing::info!("shutdown requested: finishing in-flight reconciles");
+    tracing::info!("shutdown requested (SIGTERM or Ctrl-C)");
 }

@@ -11,10 +11,11 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, ResourceExt, api::ListParams};
 use tokio::net::TcpStream;
 
-use super::build::{ADMIN_PORT, PROXY_LABEL, PodStats, sum_stats};
+use super::build::{ADMIN_PORT, PROXY_LABEL, sum_stats};
 use crate::{
     api::fault::ProxyStats,
     controller::{Context, Error},
+    proxy::StatsReport,
 };
 
 /// How long one pod may take to answer: a reconcile must not hang on a pod that went away.
@@ -52,7 +53,7 @@ pub async fn read_stats(ctx: &Context, ns: &str, uid: &str) -> Result<StatsReadi
 }
 
 /// `GET http://<ip>:9901/stats`, within the timeout.
-pub async fn get_stats(ip: &str) -> Result<PodStats, String> {
+pub async fn get_stats(ip: &str) -> Result<StatsReport, String> {
     let host = if ip.contains(':') { format!("[{ip}]:{ADMIN_PORT}") } else { format!("{ip}:{ADMIN_PORT}") };
     let body = tokio::time::timeout(READ_TIMEOUT, get(&host, "/stats"))
         .await

@@ -17,9 +17,12 @@ use k8s_openapi::{
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
-use crate::api::{
-    ServiceFault,
-    fault::{Fault, ProxyRoute, ProxyStats},
+use crate::{
+    api::{
+        ServiceFault,
+        fault::{Fault, ProxyRoute, ProxyStats},
+    },
+    proxy::{FaultSet, StatsReport},
 };
 
 /// On the target Service while a fault owns it: the ServiceFault's UID. One owner at a time is
@@ -228,8 +231,8 @@ fn upstream(namespace: &str, service: &str, port: i32) -> String {
 }
 
 /// The fault set the proxy starts with, its dead-man switch included.
-pub fn fault_set(faults: &[Fault], expires_at: Timestamp, seed: u64) -> Value {
-    json!({ "faults": faults, "expiresAt": expires_at.to_string(), "seed": seed })
+pub fn fault_set(faults: &[Fault], expires_at: Timestamp, seed: u64) -> FaultSet {
+    FaultSet { faults: faults.to_vec(), expires_at, seed: Some(seed) }
 }
 
 /// A seed for the proxy's dice, fixed per ServiceFault so a run can be understood and repeated.
@@ -307,7 +310,8 @@ pub fn proxy_deployment(
         args.push(format!("0.0.0.0:{}={}", r.listen, upstream(&ns, service, r.service_port)));
     }
     args.extend(["--admin-addr".into(), format!("0.0.0.0:{ADMIN_PORT}")]);
-    let faults = fault_set(&sf.spec.injection.faults, expires_at, seed_of(&uid)).to_string();
+    let set = fault_set(&sf.spec.injection.faults, expires_at, seed_of(&uid));
+    let faults = serde_json::to_string(&set).map_err(|e| format!("fault set: {e}"))?;
     let mut ports: Vec<Value> = routes
         .iter()
         .map(|r| match &r.port_name {
@@ -439,23 +443,8 @@ pub fn endpoints_switched(slices: &[EndpointSlice], proxy_pods: &[Pod]) -> bool 
     seen > 0
 }
 
-/// The proxy's statistics as `GET /stats` answers them (the fields the operator reads).
-#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PodStats {
-    pub requests: u64,
-    #[serde(default)]
-    pub connections: u64,
-    #[serde(default)]
-    pub faults_applied: BTreeMap<String, u64>,
-    #[serde(default)]
-    pub upstream_status: BTreeMap<String, u64>,
-    #[serde(default)]
-    pub upstream_errors: u64,
-}
-
 /// The proxy pods' statistics summed.
-pub fn sum_stats<'a>(pods: impl IntoIterator<Item = &'a PodStats>) -> ProxyStats {
+pub fn sum_stats<'a>(pods: impl IntoIterator<Item = &'a StatsReport>) -> ProxyStats {
     let mut total = ProxyStats::default();
     for p in pods {
         total.requests += p.requests;

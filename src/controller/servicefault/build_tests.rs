@@ -247,14 +247,12 @@ fn endpoints_count_as_switched_when_only_proxy_pods_remain() {
 
 #[test]
 fn stats_sum_over_pods_and_never_shrink() {
-    let a = PodStats {
-        requests: 10,
-        connections: 2,
-        faults_applied: BTreeMap::from([("latency".into(), 10)]),
-        upstream_status: BTreeMap::from([("200".into(), 9)]),
-        upstream_errors: 1,
-    };
-    let b = PodStats { requests: 5, upstream_status: BTreeMap::from([("200".into(), 5)]), ..Default::default() };
+    let report = |json: serde_json::Value| -> crate::proxy::StatsReport { serde_json::from_value(json).unwrap() };
+    let latency = serde_json::json!({"count": 0, "p50Ms": 0.0, "p90Ms": 0.0, "p99Ms": 0.0, "maxMs": 0.0});
+    let a = report(serde_json::json!({"requests": 10, "connections": 2, "faultsApplied": {"latency": 10},
+        "upstreamStatus": {"200": 9}, "upstreamErrors": 1, "upstreamLatency": latency, "since": "2026-11-25T00:00:00Z"}));
+    let b = report(serde_json::json!({"requests": 5, "connections": 0, "upstreamStatus": {"200": 5},
+        "upstreamErrors": 0, "upstreamLatency": latency, "since": "2026-11-25T00:00:00Z"}));
     let sum = sum_stats([&a, &b]);
     assert_eq!((sum.requests, sum.connections, sum.upstream_errors, sum.pods_read), (15, 2, 1, 2));
     assert_eq!(sum.upstream_status["200"], 14);

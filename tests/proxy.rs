@@ -68,19 +68,17 @@ async fn jitter_distributions_show_their_spread() {
             latencies(proxy.route(), "/", 16, 25).await
         }
     };
-    // The proxy's own latency, taken off every figure below: they are the injected delay.
+    // The proxy's own latency is not taken off: on a shared machine a separately measured
+    // baseline is itself noisy. Spreads (differences of quantiles) cancel the overhead; medians
+    // are checked one-sided, since the overhead can only add time.
     latencies(proxy.route(), "/", 2, 20).await;
     let baseline = quantile(&latencies(proxy.route(), "/", 16, 10).await, 0.5);
-    let extra = |mut d: Vec<f64>| {
-        d.iter_mut().for_each(|x| *x -= baseline);
-        d
-    };
     // 400 requests each. Delay 20 ms (normal: 40 ms), jitter 10 ms.
-    let uniform = extra(run("uniform", "20ms").await);
-    let normal = extra(run("normal", "40ms").await);
-    let pareto = extra(run("pareto", "20ms").await);
+    let uniform = run("uniform", "20ms").await;
+    let normal = run("normal", "40ms").await;
+    let pareto = run("pareto", "20ms").await;
     let q = |d: &[f64], p: f64| quantile(d, p);
-    eprintln!("jitter: the proxy's own p50 {baseline:.3} ms is taken off");
+    eprintln!("jitter: the proxy's own p50 {baseline:.3} ms is included in every figure");
     eprintln!(
         "uniform (20ms + U(0,10ms)): p10 {:.2} p50 {:.2} p90 {:.2} p99 {:.2} ms (want 21, 25, 29, 29.9)",
         q(&uniform, 0.1),
@@ -105,11 +103,13 @@ async fn jitter_distributions_show_their_spread() {
     // sampling and timer noise); the median is the delay and half the jitter.
     let spread = q(&uniform, 0.9) - q(&uniform, 0.1);
     assert!((spread - 8.0).abs() <= 2.0, "uniform p90 − p10 = {spread:.2} ms, want 8 ± 2");
-    assert!((q(&uniform, 0.5) - 25.0).abs() <= 2.0, "uniform p50 {:.2}", q(&uniform, 0.5));
+    let overhead_allowed = 6.0;
+    let median_ok = |got: f64, want: f64| got >= want - 1.5 && got <= want + overhead_allowed;
+    assert!(median_ok(q(&uniform, 0.5), 25.0), "uniform p50 {:.2}, want 25 (−1.5, +6)", q(&uniform, 0.5));
     // Normal: p84 − p16 is two standard deviations, 20 ms (± 4 ms); the median is the delay.
     let two_sd = q(&normal, 0.8413) - q(&normal, 0.1587);
     assert!((two_sd - 20.0).abs() <= 4.0, "normal p84 − p16 = {two_sd:.2} ms, want 20 ± 4");
-    assert!((q(&normal, 0.5) - 40.0).abs() <= 2.0, "normal p50 {:.2}", q(&normal, 0.5));
+    assert!(median_ok(q(&normal, 0.5), 40.0), "normal p50 {:.2}, want 40 (−1.5, +6)", q(&normal, 0.5));
     // Pareto, same scale: a lighter median (+ 4.1 ms vs uniform's + 5 ms) and a far heavier
     // tail (p99 + 90 ms vs uniform's + 9.9 ms).
     assert!(q(&pareto, 0.5) < q(&uniform, 0.5), "pareto p50 below uniform's");
@@ -361,11 +361,17 @@ async fn tcp_mode_forwards_and_applies_faults_per_connection() {
 
     proxy.put_faults(&fault_set(r#"{"type":"reset"}"#, 60.0)).await;
     let before = connections.load(Ordering::SeqCst);
-    let mut stream = TcpStream::connect(proxy.route()).await.unwrap();
-    let _ = stream.write_all(b"hello").await;
-    match read_all(&mut stream, Duration::from_secs(2)).await {
-        Err(ReadEnd::Error(kind, _)) => assert_eq!(kind, std::io::ErrorKind::ConnectionReset),
-        other => panic!("want a reset, got {other:?}"),
+    // The proxy accepts and resets at once: the RST can land before tokio's connect reads the
+    // socket's pending error, so the reset may surface from connect itself or from the read.
+    match TcpStream::connect(proxy.route()).await {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        Ok(mut stream) => {
+            let _ = stream.write_all(b"hello").await;
+            match read_all(&mut stream, Duration::from_secs(2)).await {
+                Err(ReadEnd::Error(kind, _)) => assert_eq!(kind, std::io::ErrorKind::ConnectionReset),
+                other => panic!("want a reset, got {other:?}"),
+            }
+        }
     }
     assert_eq!(connections.load(Ordering::SeqCst), before, "upstream never connected");
     // The pass-through port is never faulted.

@@ -1,6 +1,7 @@
 //! `chaoslab load` end to end: the built binary against a loopback HTTP server started here —
 //! exit codes, the JSON document's figures against what the server saw, a capacity search that
-//! finds a knee below the level where the server starts refusing, abortOnFail and Ctrl-C.
+//! finds a knee below the level where the server starts refusing, abortOnFail and Ctrl-C, and
+//! LoadTest manifests run with `-f` (their target, their thresholds, their abort rules).
 
 use std::{
     convert::Infallible,
@@ -306,4 +307,114 @@ fn ctrl_c_stops_the_run_and_still_prints_the_summary() {
     assert!((1.5..10.0).contains(&ran), "{ran}");
     let total = doc["requests"]["total"].as_u64().expect("total");
     assert!(total >= 20 && (total as f64) <= 20.0 * ran + 2.0, "{total} requests in {ran}s");
+}
+
+/// A LoadTest manifest in a temporary file, removed when dropped.
+struct Manifest(std::path::PathBuf);
+
+impl Manifest {
+    fn new(name: &str, yaml: &str) -> Manifest {
+        let dir = std::env::temp_dir().join(format!("chaoslab-cli-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join(name);
+        std::fs::write(&path, yaml).expect("write manifest");
+        Manifest(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("UTF-8 path")
+    }
+}
+
+impl Drop for Manifest {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn loadtest(target: &str, rest: &str) -> String {
+    format!(
+        "apiVersion: chaoslab.dev/v1alpha1\nkind: LoadTest\nmetadata: {{name: lt, namespace: lab}}\nspec:\n  load:\n    target: {target}\n{rest}"
+    )
+}
+
+#[test]
+fn a_manifest_runs_its_spec_and_is_judged_by_its_thresholds() {
+    let server = serve(|_| (200, Duration::ZERO));
+    let m = Manifest::new(
+        "pass.yaml",
+        &loadtest(
+            &format!("{{url: '{}'}}", server.url),
+            "    rate: 50\n    duration: 2s\n    runners: {parallelism: 4}\n  thresholds: ['p99 < 1s', 'errorRate < 1%', 'achievedRate >= 95%']\n",
+        ),
+    );
+    let output = run(&["-f", m.path(), "-o", "json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let doc = json_of(&output);
+    assert_eq!(doc["verdict"], "Pass");
+    assert_eq!(doc["url"], server.url.as_str());
+    assert!(doc["source"].as_str().is_some_and(|s| s.ends_with("pass.yaml (LoadTest lab/lt)")), "{}", doc["source"]);
+    let total = doc["requests"]["total"].as_u64().expect("total");
+    // The whole rate from one process, whatever runners.parallelism says.
+    assert!((98..=101).contains(&total), "{total}");
+    assert_eq!(server.hits.load(Ordering::Relaxed), total);
+    assert_eq!(doc["thresholds"].as_array().map(Vec::len), Some(3));
+
+    // A Service target: the URL argument is where it is reached, with the spec's path.
+    let m = Manifest::new(
+        "service.yaml",
+        &loadtest(
+            "{service: {name: web, port: 8080, path: /api/}}",
+            "    rate: 10\n    duration: 1s\n  thresholds: ['errorRate < 1%']\n",
+        ),
+    );
+    let base = server.url.trim_end_matches('/');
+    let output = run(&["-f", m.path(), base, "-o", "json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(json_of(&output)["url"], format!("{base}/api"));
+    let text = run(&["-f", m.path(), base]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.lines().any(|l| l.starts_with("from") && l.contains("service.yaml (LoadTest lab/lt)")), "{text}");
+}
+
+#[test]
+fn a_manifests_abort_rule_stops_the_run() {
+    let server = serve(|_| (500, Duration::ZERO));
+    let m = Manifest::new(
+        "abort.yaml",
+        &loadtest(
+            &format!("{{url: '{}'}}", server.url),
+            "    rate: 40\n    duration: 30s\n  thresholds: ['p99 < 1s']\n  abortWhen: [{when: 'errorRate > 50%', for: 2s}]\n",
+        ),
+    );
+    let started = Instant::now();
+    let output = run(&["-f", m.path(), "-o", "json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let doc = json_of(&output);
+    assert_eq!(doc["verdict"], "Aborted");
+    assert_eq!(doc["run"]["ended"], "aborted");
+    assert_eq!(doc["abortedBy"]["rule"], "errorRate > 50%");
+    assert_eq!(doc["abortedBy"]["observed"], serde_json::json!(["100%", "100%"]), "{}", doc["abortedBy"]);
+    assert!(doc["run"]["stop"].as_str().is_some_and(|s| s.contains("abortWhen")), "{}", doc["run"]);
+    assert!(f(&doc["run"]["seconds"]) < 6.0, "stopped after 2 bad seconds: {}", doc["run"]);
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+#[test]
+fn a_manifest_with_conflicting_flags_or_a_bad_spec_exits_2_saying_why() {
+    let m = Manifest::new("svc.yaml", &loadtest("{service: {name: frontend}}", "    rate: 10\n    duration: 1s\n"));
+    let bad = Manifest::new("bad.yaml", &loadtest("{url: 'http://127.0.0.1:9/'}", "    rate: 10\n"));
+    for (args, says) in [
+        (vec!["-f", m.path(), "http://127.0.0.1:9", "--rate", "5"], "'--file <PATH>' cannot be used with '--rate"),
+        (vec!["-f", m.path(), "http://127.0.0.1:9", "--threshold", "p99 < 1s"], "cannot be used with"),
+        (vec!["-f", m.path()], "give the base URL"),
+        (vec!["-f", bad.path()], "load.duration is required"),
+        (vec!["-f", "/nonexistent/lt.yaml"], "cannot read it"),
+    ] {
+        let output = run(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", describe(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{args:?}: stderr should say {says:?}: {stderr}");
+        assert!(output.stdout.is_empty());
+    }
 }

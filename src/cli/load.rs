@@ -1,6 +1,7 @@
-//! `chaoslab load`: the load engine on the user's machine — flags turned into a LoadTest spec and
-//! checked by the rules the cluster applies, a live progress line, a summary table or JSON
-//! document, and thresholds that decide the exit code.
+//! `chaoslab load`: the load engine on the user's machine — flags turned into a LoadTest spec, or
+//! a LoadTest manifest read with `-f`, checked by the rules the cluster applies, a live progress
+//! line, a summary table or JSON document, and thresholds (and abort rules) that decide the exit
+//! code.
 
 use std::{
     collections::BTreeMap,
@@ -17,16 +18,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     api::{
-        GoDuration, LoadTest,
+        GoDuration, LoadTest, Verdict,
+        figures::AbortRule,
         load::{HttpMethod, LoadModel, LoadProfile, LoadTarget, LoadTestSpec, Preset, RequestSpec, RunnerSpec, Stage},
     },
-    cli::output::{self, Ended, Finished, Progress},
+    cli::output::{self, AbortedBy, Ended, Finished, Progress},
     domain::{
         expression::{Expression, Metric, Value},
         spec_check::SpecCheck as _,
     },
     load::{
-        Plan, PlanError, RunnerShare,
+        Figures, Plan, PlanError, RunnerShare,
         engine::{self, EngineConfig, EngineError},
         expand,
         stages::{MAX_STAGE, MAX_TARGET, MIN_STAGE},
@@ -55,6 +57,10 @@ Examples:
   chaoslab load http://localhost:8080/orders --rate 20 --duration 10s --method POST \\
       -H 'Content-Type: application/json' --body-file order.json --expect-status 201 -o json
 
+  # A LoadTest manifest, run from here and judged as the operator would; its Service target
+  # (frontend, path /) is reached at the base URL given
+  chaoslab load -f examples/drills/01-baseline.yaml http://127.0.0.1:18080
+
 Thresholds are `<metric> <op> <value>` with op one of <, <=, >, >=. Metrics: p50 p90 p95 p99 p999
 max mean (durations such as 250ms), errorRate (a percentage), achievedRate (a percentage of the
 target rate, or requests per second), rps (answers per second), dropped (a count, or a
@@ -64,15 +70,48 @@ Open model: latency counts from each request's intended start, so a slow server 
 generator shows in the percentiles (no coordinated omission). Closed model: a virtual user sends
 when its previous answer came, so a slow server shows as a lower rate. Exit status: 0 when every threshold holds (or none is
 given), 1 when one fails, could not be judged, or the run was aborted by --abort-on-fail, 2 for a
-bad flag, 130 when interrupted with Ctrl-C (the summary of what ran is still printed).";
+bad flag or manifest, 130 when interrupted with Ctrl-C (the summary of what ran is still printed).
+
+With -f, the manifest sets the load, the thresholds and the abort rules (abortOnFail,
+abortGracePeriod, abortWhen); only the URL and the Output flags may be given with it. A LoadTest
+whose target is a url runs against it; one whose target is a Service needs the URL argument: the
+base URL the Service is reached at from here (its path is kept, its port ignored).";
+
+/// What the manifest of `-f` sets, so the flags that would set it too are refused.
+const FILE_CONFLICTS: [&str; 18] = [
+    "rate",
+    "vus",
+    "model",
+    "duration",
+    "preset",
+    "stages",
+    "thresholds",
+    "abort_on_fail",
+    "abort_grace",
+    "method",
+    "headers",
+    "body",
+    "body_file",
+    "expect_status",
+    "timeout",
+    "max_in_flight",
+    "think_time",
+    "http2",
+];
 
 /// Flags of `chaoslab load`.
 #[derive(Clone, Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct LoadArgs {
-    /// The URL to send requests to: http://host[:port][/path].
-    #[arg(value_name = "URL")]
-    pub url: String,
+    /// The URL to send requests to: http://host[:port][/path]. With -f and a LoadTest whose
+    /// target is a Service: the base URL the Service is reached at from here.
+    #[arg(value_name = "URL", required_unless_present = "file")]
+    pub url: Option<String>,
+
+    /// Run the LoadTest in this YAML file (apiVersion chaoslab.dev/v1alpha1, kind LoadTest) with
+    /// the rules the operator applies; only the URL and the Output flags may be given with it.
+    #[arg(short = 'f', long = "file", value_name = "PATH", conflicts_with_all = FILE_CONFLICTS)]
+    pub file: Option<PathBuf>,
 
     /// Open model: requests per second (1 to 1000000). Requests start on schedule whatever the
     /// server does. With --preset, the nominal level L the preset is built around.
@@ -204,6 +243,8 @@ fn flag_error(message: impl Into<String>) -> FlagError {
 #[derive(Clone, Debug)]
 pub struct Invocation {
     pub url: String,
+    /// The manifest of `-f`, as `PATH (LoadTest NAMESPACE/NAME)`.
+    pub source: Option<String>,
     pub spec: LoadTestSpec,
     pub plan: Plan,
     pub output: OutputFormat,
@@ -237,7 +278,13 @@ impl Invocation {
 /// schema's bounds, the CEL rules, the spec checks and the stage expansion), each error naming
 /// the flag and what is allowed.
 pub fn invocation(args: &LoadArgs) -> Result<Invocation, FlagError> {
-    check_url(&args.url)?;
+    if let Some(path) = &args.file {
+        return from_file(path, args);
+    }
+    let url = args.url.clone().ok_or_else(|| {
+        flag_error("give the URL to send requests to, such as http://localhost:8080/, or a LoadTest manifest with -f")
+    })?;
+    check_url(&url)?;
     let model = match (args.model, args.rate, args.vus) {
         (Some(ModelArg::Closed), Some(_), _) => {
             return Err(flag_error("--rate belongs to the open model; the closed model (--model closed) uses --vus"));
@@ -277,7 +324,7 @@ pub fn invocation(args: &LoadArgs) -> Result<Invocation, FlagError> {
         ));
     }
     let load = LoadProfile {
-        target: LoadTarget { url: Some(args.url.clone()), service: None },
+        target: LoadTarget { url: Some(url.clone()), service: None },
         requests: requests(args)?,
         model,
         preset,
@@ -301,7 +348,211 @@ pub fn invocation(args: &LoadArgs) -> Result<Invocation, FlagError> {
     };
     // The operator's own checks, as a backstop for whatever the flag checks above let through.
     LoadTest::new("chaoslab-load", spec.clone()).check_spec().map_err(|e| flag_error(rename_fields(&e)))?;
-    Ok(Invocation { url: args.url.clone(), spec, plan, output: args.output, quiet: args.quiet })
+    Ok(Invocation { url, source: None, spec, plan, output: args.output, quiet: args.quiet })
+}
+
+/// The LoadTest of `-f`: read, checked like the API server and the operator would check it, and
+/// its target resolved to a URL reachable from here.
+fn from_file(path: &std::path::Path, args: &LoadArgs) -> Result<Invocation, FlagError> {
+    let shown = path.display();
+    let bad = |why: String| flag_error(format!("-f {shown}: {why}"));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)
+        .map_err(|e| bad(format!("not valid YAML: {e}")))?
+        .into_iter()
+        .filter(|d: &serde_json::Value| !d.is_null())
+        .collect();
+    let doc = match docs.as_slice() {
+        [doc] => doc,
+        [] => return Err(bad("holds no document: give a file with one LoadTest".into())),
+        more => return Err(bad(format!("holds {} documents: give a file with one LoadTest", more.len()))),
+    };
+    if doc["apiVersion"] != crate::api::API_VERSION || doc["kind"] != "LoadTest" {
+        return Err(bad(format!(
+            "is apiVersion {} kind {}, not apiVersion {} kind LoadTest",
+            doc["apiVersion"],
+            doc["kind"],
+            crate::api::API_VERSION
+        )));
+    }
+    let lt: LoadTest = serde_json::from_value(doc.clone()).map_err(|e| bad(format!("not a valid LoadTest: {e}")))?;
+    schema_rules(&lt.spec).map_err(&bad)?;
+    lt.check_spec().map_err(&bad)?;
+    let plan = expand(&lt.spec.load, None).map_err(|e| bad(format!("spec.{e}")))?;
+    let target = &lt.spec.load.target;
+    let url = match (&target.url, &target.service, &args.url) {
+        (Some(url), _, None) => url.clone(),
+        (Some(url), _, Some(_)) => {
+            return Err(bad(format!(
+                "the LoadTest's target is the URL {url}: leave the URL argument out (it is for a Service target)"
+            )));
+        }
+        (None, Some(service), Some(base)) => {
+            check_url(base)?;
+            let path = service.path.as_deref().unwrap_or("");
+            format!("{}{}", base.trim_end_matches('/'), path.trim_end_matches('/'))
+        }
+        (None, Some(service), None) => {
+            return Err(bad(format!(
+                "the LoadTest's target is the Service {:?}: give the base URL it is reached at from here, such as `chaoslab load -f {shown} http://127.0.0.1:8080` (run chaoslab demo locally, or kubectl port-forward svc/{})",
+                service.name, service.name
+            )));
+        }
+        (None, None, _) => return Err(bad("spec.load.target needs one of url and service".into())),
+    };
+    let name = lt.metadata.name.clone().unwrap_or_default();
+    let namespace = lt.metadata.namespace.clone().map(|ns| format!("{ns}/")).unwrap_or_default();
+    Ok(Invocation {
+        url,
+        source: Some(format!("{shown} (LoadTest {namespace}{name})")),
+        spec: lt.spec,
+        plan,
+        output: args.output,
+        quiet: args.quiet,
+    })
+}
+
+/// What the API server checks of a LoadTest spec before the operator sees it: the schema's
+/// bounds and patterns, and the CEL rules, with the CRD's messages.
+fn schema_rules(spec: &LoadTestSpec) -> Result<(), String> {
+    let load = &spec.load;
+    let count = |field: &str, n: usize, max: usize| {
+        if n > max { Err(format!("{field}: {n} items, at most {max} are allowed")) } else { Ok(()) }
+    };
+    let range = |field: &str, v: Option<u32>, min: u32, max: u32| match v {
+        Some(v) if !(min..=max).contains(&v) => Err(format!("{field}: {v} must be from {min} to {max}")),
+        _ => Ok(()),
+    };
+    let within = |field: &str, d: Option<GoDuration>, min: Duration, max: Duration, message: &str| match d {
+        Some(d) if !(min..=max).contains(&d.as_std()) => Err(format!("{field}: {message}")),
+        _ => Ok(()),
+    };
+    match (&load.target.url, &load.target.service) {
+        (Some(url), None) => check_url(url).map_err(|e| format!("spec.load.target.url: {e}"))?,
+        (None, Some(service)) => {
+            let name = &service.name;
+            let dns = !name.is_empty()
+                && name.len() <= 63
+                && name.starts_with(|c: char| c.is_ascii_lowercase())
+                && !name.ends_with('-')
+                && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !dns {
+                return Err(format!("spec.load.target.service.name: {name:?} is not a Service name"));
+            }
+            if let Some(path) = &service.path
+                && (!path.starts_with('/') || path.len() > 1024)
+            {
+                return Err(format!(
+                    "spec.load.target.service.path: {path:?} must start with / (at most 1024 characters)"
+                ));
+            }
+        }
+        _ => return Err("spec.load.target: load.target needs exactly one of url and service".into()),
+    }
+    count("spec.load.requests", load.requests.len(), 32)?;
+    for (i, r) in load.requests.iter().enumerate() {
+        let field = |f: &str| format!("spec.load.requests[{i}].{f}");
+        if r.name.as_ref().is_some_and(|n| n.len() > 63) {
+            return Err(format!("{}: at most 63 characters", field("name")));
+        }
+        if r.path.as_ref().is_some_and(|p| !p.starts_with('/') || p.len() > 2048) {
+            return Err(format!("{}: must start with / (at most 2048 characters)", field("path")));
+        }
+        if r.body.as_ref().is_some_and(|b| b.len() > 65_536) {
+            return Err(format!("{}: at most 65536 characters", field("body")));
+        }
+        count(&field("expectStatus"), r.expect_status.len(), 16)?;
+        if let Some(s) = r.expect_status.iter().find(|s| !(100..=599).contains(*s)) {
+            return Err(format!("{}: {s} must be from 100 to 599", field("expectStatus")));
+        }
+        range(&field("weight"), Some(r.weight), 1, 1000)?;
+    }
+    range("spec.load.rate", load.rate, 1, 1_000_000)?;
+    range("spec.load.vus", load.vus, 1, 100_000)?;
+    range("spec.load.maxInFlight", load.max_in_flight, 1, 1_000_000)?;
+    range("spec.load.runners.parallelism", Some(load.runners.parallelism), 1, 64)?;
+    let open = load.model == LoadModel::Open;
+    let rules = [
+        (
+            load.stages.is_none() || (load.duration.is_none() && load.preset.is_none()),
+            "load.stages replaces load.duration and load.preset: give stages, or a constant level with a duration, or a preset",
+        ),
+        (
+            !open || load.stages.is_some() || load.rate.is_some(),
+            "load.rate (requests per second) is required for the open model unless load.stages are given",
+        ),
+        (
+            open || load.stages.is_some() || load.vus.is_some(),
+            "load.vus (virtual users) is required for the closed model unless load.stages are given",
+        ),
+        (
+            open || (load.rate.is_none() && load.max_in_flight.is_none()),
+            "load.rate and load.maxInFlight belong to the open model; the closed model uses load.vus",
+        ),
+        (
+            !open || (load.vus.is_none() && load.think_time.is_none()),
+            "load.vus and load.thinkTime belong to the closed model; the open model uses load.rate",
+        ),
+        (
+            load.stages.is_some() || load.preset.is_some() || load.duration.is_some(),
+            crate::api::load::LOAD_LENGTH_MESSAGE,
+        ),
+    ];
+    if let Some((_, message)) = rules.iter().find(|(holds, _)| !holds) {
+        return Err(format!("spec: {message}"));
+    }
+    let day = Duration::from_secs(86_400);
+    within("spec.load.duration", load.duration, Duration::from_secs(1), day, "load.duration must be from 1s to 24h")?;
+    if let Some(stages) = &load.stages {
+        if stages.is_empty() {
+            return Err("spec.load.stages: give at least one stage".into());
+        }
+        count("spec.load.stages", stages.len(), 100)?;
+        for (i, stage) in stages.iter().enumerate() {
+            within(
+                &format!("spec.load.stages[{i}].duration"),
+                Some(stage.duration),
+                Duration::from_secs(1),
+                day,
+                "stages[].duration must be from 1s to 24h",
+            )?;
+            range(&format!("spec.load.stages[{i}].target"), Some(stage.target), 0, 1_000_000)?;
+        }
+    }
+    let minute = Duration::from_secs(60);
+    within("spec.load.thinkTime", load.think_time, Duration::ZERO, minute, "load.thinkTime must be at most 1m")?;
+    within(
+        "spec.load.timeout",
+        Some(load.timeout),
+        Duration::from_millis(1),
+        5 * minute,
+        "load.timeout must be from 1ms to 5m",
+    )?;
+    count("spec.thresholds", spec.thresholds.len(), 32)?;
+    if let Some((i, t)) = spec.thresholds.iter().enumerate().find(|(_, t)| !(3..=200).contains(&t.chars().count())) {
+        return Err(format!("spec.thresholds[{i}]: {t:?} must be 3 to 200 characters long"));
+    }
+    within(
+        "spec.abortGracePeriod",
+        spec.abort_grace_period,
+        Duration::ZERO,
+        Duration::from_secs(3600),
+        "abortGracePeriod must be at most 1h",
+    )?;
+    count("spec.abortWhen", spec.abort_when.len(), 8)?;
+    for (i, rule) in spec.abort_when.iter().enumerate() {
+        if !(3..=200).contains(&rule.when.chars().count()) {
+            return Err(format!("spec.abortWhen[{i}].when: must be 3 to 200 characters long"));
+        }
+        within(
+            &format!("spec.abortWhen[{i}].for"),
+            Some(rule.r#for),
+            Duration::from_secs(1),
+            10 * minute,
+            "abortWhen[].for must be from 1s to 10m",
+        )?;
+    }
+    Ok(())
 }
 
 /// The schema's pattern for `load.target.url`, `^https?://[^\s/]+(/\S*)?$`, at most 2048 chars.
@@ -603,6 +854,11 @@ async fn run(invocation: &Invocation, mut progress: Progress) -> anyhow::Result<
     let mut interrupted = false;
     let mut stopped_at: Option<Duration> = None;
     let mut outcome = None;
+    // spec.abortWhen (a manifest of -f): the figures of each sealed second, judged as they come.
+    let abort_rules = &invocation.spec.abort_when;
+    let open = invocation.spec.load.model == LoadModel::Open;
+    let mut per_second: Vec<Figures> = Vec::new();
+    let mut aborted_by: Option<AbortedBy> = None;
     loop {
         tokio::select! {
             tick = tick_rx.recv() => {
@@ -618,6 +874,20 @@ async fn run(invocation: &Invocation, mut progress: Progress) -> anyhow::Result<
                         }
                         stopped_at.get_or_insert(wall_start.elapsed());
                         stop.cancel();
+                    }
+                    if abort_rules.is_empty() || aborted_by.is_some() {
+                        continue;
+                    }
+                    let mid = Duration::from_secs_f64(*second as f64 + 0.5);
+                    per_second.push(bucket.figures(1.0, open.then(|| invocation.plan.level_at(mid))).figures);
+                    if let Some(fired) = fired_abort_rule(abort_rules, *second, &per_second) {
+                        progress.notice(&format!("aborted at {}s: {}", fired.second, fired.reason()));
+                        if ended == Ended::Completed {
+                            ended = Ended::Aborted;
+                        }
+                        stopped_at.get_or_insert(wall_start.elapsed());
+                        stop.cancel();
+                        aborted_by = Some(fired);
                     }
                 }
                 progress.draw(&tick, &summary);
@@ -658,8 +928,28 @@ async fn run(invocation: &Invocation, mut progress: Progress) -> anyhow::Result<
     }
     let planned = invocation.plan.total_duration();
     let ran = stopped_at.map_or(planned, |at| at.min(planned));
-    let end = summary.finish(ran);
-    Ok(Finished { summary, end, ended, elapsed: wall_start.elapsed() })
+    let mut end = summary.finish(ran);
+    if let Some(fired) = &aborted_by
+        && end.stop.is_none()
+    {
+        end.verdict = Verdict::Aborted;
+        end.stop = Some(Stop::Abort { second: fired.second, expression: fired.rule.clone(), reason: fired.reason() });
+    }
+    Ok(Finished { summary, end, ended, elapsed: wall_start.elapsed(), aborted_by })
+}
+
+/// The first rule of `spec.abortWhen` whose condition held on each of its last `for` seconds,
+/// judged like the operator does (`abort_fires` over per-second figures).
+fn fired_abort_rule(rules: &[AbortRule], second: u64, seconds: &[Figures]) -> Option<AbortedBy> {
+    rules.iter().find_map(|rule| {
+        let points = rule.r#for.as_std().as_secs().max(1);
+        crate::load::verdict::abort_fires(&rule.when, points, seconds).map(|observed| AbortedBy {
+            rule: rule.when.clone(),
+            r#for: rule.r#for.to_string(),
+            observed,
+            second,
+        })
+    })
 }
 
 /// An engine error in the words of the command line.
@@ -873,6 +1163,110 @@ mod tests {
             flags.extend(["--stage", stage]);
         }
         refused(&flags, &["--stage is given 101 times"]);
+    }
+
+    /// A manifest in a file of its own under the target directory; removed when dropped.
+    struct Manifest(PathBuf);
+
+    impl Manifest {
+        fn new(name: &str, text: &str) -> Manifest {
+            let dir = std::env::temp_dir().join(format!("chaoslab-load-f-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let path = dir.join(name);
+            std::fs::write(&path, text).expect("write manifest");
+            Manifest(path)
+        }
+
+        fn path(&self) -> &str {
+            self.0.to_str().expect("UTF-8 path")
+        }
+    }
+
+    impl Drop for Manifest {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    const SERVICE_LT: &str = "apiVersion: chaoslab.dev/v1alpha1
+kind: LoadTest
+metadata: {name: baseline, namespace: chaoslab-demo}
+spec:
+  load:
+    target: {service: {name: frontend, port: http, path: /shop/}}
+    requests: [{path: /items, expectStatus: [200]}]
+    preset: baseline
+    rate: 100
+    duration: 10s
+    runners: {parallelism: 2}
+  thresholds: ['p99 < 300ms', 'errorRate < 1%']
+  abortWhen: [{when: 'errorRate > 50%', for: 3s}]
+";
+
+    #[test]
+    fn a_manifest_runs_its_spec_against_the_base_url_given_for_its_service() {
+        let m = Manifest::new("service.yaml", SERVICE_LT);
+        let i = convert(&["-f", m.path(), "http://127.0.0.1:18080/", "-o", "json", "-q"]).expect("ok");
+        assert_eq!(i.url, "http://127.0.0.1:18080/shop", "the base URL with the spec's path");
+        assert_eq!(i.spec.load.preset, Some(Preset::Baseline));
+        assert_eq!(i.spec.load.requests[0].path.as_deref(), Some("/items"));
+        assert_eq!(i.spec.thresholds, vec!["p99 < 300ms", "errorRate < 1%"]);
+        assert_eq!(i.spec.abort_when.len(), 1);
+        assert_eq!(i.plan.mean_level(), 10.0, "baseline: 10% of 100/s");
+        assert_eq!(i.plan.total_duration(), Duration::from_secs(10));
+        assert_eq!((i.output, i.quiet), (OutputFormat::Json, true));
+        assert!(
+            i.source.as_deref().is_some_and(|s| s.ends_with("(LoadTest chaoslab-demo/baseline)")),
+            "{:?}",
+            i.source
+        );
+
+        let url_lt = SERVICE_LT
+            .replace("{service: {name: frontend, port: http, path: /shop/}}", "{url: 'http://127.0.0.1:9/x'}");
+        let u = Manifest::new("url.yaml", &url_lt);
+        assert_eq!(convert(&["-f", u.path()]).expect("ok").url, "http://127.0.0.1:9/x");
+    }
+
+    #[test]
+    fn a_manifest_is_refused_with_what_is_wrong() {
+        let m = Manifest::new("refused.yaml", SERVICE_LT);
+        let e = convert(&["-f", m.path()]).expect_err("no base URL");
+        assert!(e.contains("Service \"frontend\"") && e.contains("give the base URL"), "{e}");
+        let url_lt =
+            SERVICE_LT.replace("{service: {name: frontend, port: http, path: /shop/}}", "{url: 'http://x:1/'}");
+        let u = Manifest::new("url-and-arg.yaml", &url_lt);
+        let e = convert(&["-f", u.path(), "http://127.0.0.1:1/"]).expect_err("URL twice");
+        assert!(e.contains("leave the URL argument out"), "{e}");
+        for (name, from, to, says) in [
+            ("rate.yaml", "rate: 100", "rate: 0", "spec.load.rate: 0 must be from 1 to 1000000"),
+            ("cel.yaml", "rate: 100", "vus: 100", "load.rate (requests per second) is required for the open model"),
+            ("threshold.yaml", "'p99 < 300ms'", "'p99 < soon'", "spec.thresholds[0]"),
+            ("abort.yaml", "for: 3s", "for: 20m", "abortWhen[].for must be from 1s to 10m"),
+            ("kind.yaml", "kind: LoadTest", "kind: Drill", "not apiVersion chaoslab.dev/v1alpha1 kind LoadTest"),
+            ("field.yaml", "preset: baseline", "preset: hammer", "not a valid LoadTest"),
+        ] {
+            let bad = Manifest::new(name, &SERVICE_LT.replace(from, to));
+            let e = convert(&["-f", bad.path(), "http://127.0.0.1:1"]).expect_err(name);
+            assert!(e.starts_with(&format!("-f {}: ", bad.path())) && e.contains(says), "{name}: {e}");
+        }
+        let two = Manifest::new("two.yaml", &format!("{SERVICE_LT}---\n{SERVICE_LT}"));
+        assert!(convert(&["-f", two.path(), "http://a/"]).expect_err("two").contains("holds 2 documents"));
+        let e = convert(&["-f", "/nonexistent/lt.yaml"]).expect_err("missing");
+        assert!(e.contains("-f /nonexistent/lt.yaml: cannot read it"), "{e}");
+    }
+
+    #[test]
+    fn with_a_manifest_only_the_url_and_output_flags_are_allowed() {
+        let err = |flags: &[&str]| parse(flags).map(|_| ()).unwrap_err();
+        for flag in [&["--rate", "5"][..], &["--threshold", "p99 < 1s"], &["--timeout", "1s"], &["--method", "POST"]] {
+            let mut flags = vec!["-f", "lt.yaml"];
+            flags.extend(flag);
+            let e = err(&flags);
+            assert!(e.contains("'--file <PATH>' cannot be used with"), "{flags:?}: {e}");
+        }
+        assert!(parse(&["-f", "lt.yaml", "http://a/", "-o", "json", "--threads", "2", "-q"]).is_ok());
+        let e = err(&[]);
+        assert!(e.contains("<URL>"), "the URL is required without -f: {e}");
     }
 
     #[test]

@@ -44,6 +44,27 @@ pub struct Finished {
     pub ended: Ended,
     /// Wall time from the start until the engine returned.
     pub elapsed: Duration,
+    /// The `spec.abortWhen` rule (a manifest of `-f`) that stopped the run.
+    pub aborted_by: Option<AbortedBy>,
+}
+
+/// An abort rule that fired: its condition held on each of the last `for` seconds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AbortedBy {
+    /// The rule's `when`, as written.
+    pub rule: String,
+    pub r#for: String,
+    /// The value of each of those seconds, in the rule's unit.
+    pub observed: Vec<String>,
+    /// The second (of intended start) whose sealing fired it.
+    pub second: u64,
+}
+
+impl AbortedBy {
+    pub fn reason(&self) -> String {
+        format!("abortWhen {:?} held for {} in a row ({})", self.rule, self.r#for, self.observed.join(", "))
+    }
 }
 
 impl Finished {
@@ -278,6 +299,9 @@ pub fn text(invocation: &Invocation, finished: &Finished) -> String {
         LoadModel::Closed => "closed model",
     };
     let _ = writeln!(out, "chaoslab load {} ({model_name})", invocation.url);
+    if let Some(source) = &invocation.source {
+        let _ = writeln!(out, "{:<15}{source}", "from");
+    }
     let _ = writeln!(out, "{:<15}{}", "plan", plan_text(invocation));
     let _ = writeln!(
         out,
@@ -456,6 +480,7 @@ fn tenths(d: Duration) -> String {
 /// ```text
 /// { "version": 1,
 ///   "url": "http://…", "model": "open" | "closed", "preset": "capacity" | … | null,
+///   "source": "drill.yaml (LoadTest ns/name)" | null,   // the manifest of -f
 ///   "plan": { "start": 0, "stages": [{ "duration": "10s", "target": 100 }], "seconds": 10.0 },
 ///   "run": { "ended": "completed" | "interrupted" | "aborted" | "capacityStopped",
 ///            "seconds": 10.0,          // how long load was sent (what the rates divide by)
@@ -479,6 +504,7 @@ fn tenths(d: Duration) -> String {
 ///   "thresholds": [{ "expression", "observed", "threshold", "passed", "message" }],
 ///   "thresholdsAt": 140 | null,        // capacity: the level the thresholds were judged at
 ///   "verdict": "Pass" | "Fail" | "Inconclusive" | "Aborted", "note": "…" | null,
+///   "abortedBy": { "rule", "for", "observed": ["25.0%", …], "second" } | null,  // spec.abortWhen
 ///   "seconds": [{ "second", "requests", "achievedRate", "targetRate", "p50Ms", "p99Ms" }] }
 /// ```
 #[derive(Debug, Serialize)]
@@ -488,6 +514,7 @@ pub struct JsonReport {
     pub url: String,
     pub model: LoadModel,
     pub preset: Option<Preset>,
+    pub source: Option<String>,
     pub plan: JsonPlan,
     pub run: JsonRun,
     pub requests: RequestCounts,
@@ -507,6 +534,7 @@ pub struct JsonReport {
     pub thresholds_at: Option<u32>,
     pub verdict: Verdict,
     pub note: Option<String>,
+    pub aborted_by: Option<AbortedBy>,
     pub seconds: Vec<JsonSecond>,
 }
 
@@ -599,6 +627,7 @@ pub fn json(invocation: &Invocation, finished: &Finished) -> JsonReport {
         url: invocation.url.clone(),
         model: load.model,
         preset: load.preset,
+        source: invocation.source.clone(),
         plan: JsonPlan {
             start: invocation.plan.start,
             stages: invocation.plan.stages.clone(),
@@ -660,6 +689,7 @@ pub fn json(invocation: &Invocation, finished: &Finished) -> JsonReport {
         thresholds_at: end.thresholds_at,
         verdict: end.verdict,
         note: end.note.clone(),
+        aborted_by: finished.aborted_by.clone(),
         seconds: summary
             .seconds()
             .iter()

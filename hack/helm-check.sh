@@ -28,6 +28,8 @@ helm lint --strict --kube-version "$KUBE_VERSION" "$CHART" \
 helm lint --strict --kube-version "$KUBE_VERSION" "$CHART" \
   --set 'watchNamespaces={a,b}' --set leaderElection.enabled=false \
   || fail "helm lint --strict $CHART with watchNamespaces={a,b}, leaderElection.enabled=false"
+helm lint --strict --kube-version "$KUBE_VERSION" "$CHART" --set demo.enabled=true \
+  || fail "helm lint --strict $CHART with demo.enabled=true"
 
 # render NAME ARGS...: helm template into $out/NAME.yaml, failing loudly on any error.
 render() {
@@ -40,6 +42,7 @@ render() {
 
 render defaults
 render watch-namespaces --set 'watchNamespaces={a,b}' --set leaderElection.enabled=false
+render demo --set demo.enabled=true
 
 # A few cheap sanity checks on top of tests/chart.rs, which checks the rendered objects in depth.
 grep -q '^kind: Deployment$' "$out/defaults.yaml" || fail "default render has no Deployment"

@@ -3,6 +3,7 @@
 //! Run with `make e2e`; tests run one at a time (they share the cluster and two cores).
 
 mod api;
+mod demo;
 mod harness;
 mod hpa;
 mod loadtest;

@@ -28,6 +28,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 mod admin;
+pub mod admin_client;
 mod body;
 pub mod faults;
 mod http;

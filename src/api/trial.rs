@@ -37,6 +37,27 @@ pub struct Judgement {
 /// Metrics and forms are listed in docs/api.md.
 pub type Expressions = Vec<String>;
 
+/// How recovery is judged: the SLO, checked on each second's figures from the moment the last
+/// fault ends, must hold for `holdFor` seconds in a row; `within` makes it an expectation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoverySpec {
+    /// The SLO, as expressions judged on each second (default: `expectations`). It also gives
+    /// the time to detect: the first second of inject that breaks it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(min = 3, max = 200)))]
+    pub slo: Expressions,
+    /// Seconds in a row the SLO must hold to count as recovered (default 3s, 1s to 10m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s') && duration(self) <= duration('10m')").message("recovery.holdFor must be from 1s to 10m"))]
+    pub hold_for: Option<GoDuration>,
+    /// The SLO holds again within this time of the last fault's end: judged as the expectation
+    /// `recoveredWithin <within>` (at most 1h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("duration(self) <= duration('1h')").message("recovery.within must be at most 1h"))]
+    pub within: Option<GoDuration>,
+}
+
 // ---------------------------------------------------------------------------------------------
 
 /// Judge a caller's circuit breaker from outside: errors or latency in front of its dependency,
@@ -74,6 +95,9 @@ pub struct CircuitBreakerTrialSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(min = 3, max = 200)))]
     pub expectations: Expressions,
+    /// How recovery after the heal is judged (time to detect and to recover).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoverySpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]
     pub abort_when: Vec<AbortRule>,
@@ -271,6 +295,9 @@ pub struct DrillSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(min = 3, max = 200)))]
     pub expectations: Expressions,
+    /// How recovery after the last fault is judged (time to detect and to recover).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoverySpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]
     pub abort_when: Vec<AbortRule>,

@@ -80,8 +80,13 @@ impl SpecCheck for CircuitBreakerTrial {
         load_fits_phases(&self.spec.load, &self.spec.phases)?;
         fault_set("spec.dependency.", &self.spec.dependency)?;
         check_all("spec.expectations", &self.spec.expectations, baseline)?;
+        recovery_slo(self.spec.recovery.as_ref(), baseline)?;
         abort_rules(&self.spec.abort_when, baseline)
     }
+}
+
+fn recovery_slo(recovery: Option<&crate::api::trial::RecoverySpec>, baseline: bool) -> Result<(), String> {
+    recovery.map_or(Ok(()), |r| check_all("spec.recovery.slo", &r.slo, baseline))
 }
 
 impl SpecCheck for AutoscalingCheck {
@@ -96,6 +101,7 @@ impl SpecCheck for Drill {
         let baseline = self.spec.phases.baseline.is_some();
         load_fits_phases(&self.spec.load, &self.spec.phases)?;
         check_all("spec.expectations", &self.spec.expectations, baseline)?;
+        recovery_slo(self.spec.recovery.as_ref(), baseline)?;
         abort_rules(&self.spec.abort_when, baseline)?;
         let inject = self.spec.phases.inject;
         let mut names = std::collections::BTreeSet::new();

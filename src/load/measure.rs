@@ -274,6 +274,12 @@ impl Recorder {
         self.total.add(&other.total)
     }
 
+    /// Adds one sealed second (as the engine's ticks hand them on) to this recorder.
+    pub fn add_second(&mut self, second: u64, bucket: &Bucket) -> Result<(), MeasureError> {
+        self.bucket_mut(second).add(bucket)?;
+        self.total.add(bucket)
+    }
+
     fn bucket_mut(&mut self, second: u64) -> &mut Bucket {
         let template = &self.template;
         self.seconds.entry(second).or_insert_with(|| Bucket::empty(template))

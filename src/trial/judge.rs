@@ -132,7 +132,7 @@ pub fn judge(
 /// Fail names what failed; a run whose faults showed no effect, or whose expectations could not
 /// all be judged, is Inconclusive; Pass only when every expectation held on faults that did
 /// something.
-fn verdict_of(results: &[ExpectationResult], effects: &[Effect]) -> (Verdict, String) {
+pub fn verdict_of(results: &[ExpectationResult], effects: &[Effect]) -> (Verdict, String) {
     if !effects.is_empty() && effects.iter().all(|e| !e.observed) {
         let evidence: Vec<String> = effects.iter().map(|e| format!("{}: {}", e.fault, e.evidence)).collect();
         return (

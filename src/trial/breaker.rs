@@ -1,0 +1,209 @@
+//! Judging a circuit breaker from outside: from the calls its dependency received each second
+//! (counted at the proxy in front of it) and the caller's figures each second. Whichever
+//! library the caller uses, an open breaker shows as calls to the dependency falling away while
+//! the caller keeps answering fast, and a closed one as the calls coming back.
+//!
+//! Definitions (docs/api.md, CircuitBreakerTrial): the breaker counts as **open** from the first
+//! second of inject in which the dependency received at most `baseline × (1 − reduction)` calls
+//! (`reduction` is `dependencyCallReductionPercent`, default 50 %), and as **closed** again from
+//! the first second after the heal in which it received at least half the baseline's calls.
+//! Times are to the end of that second, so they are whole seconds.
+
+use std::time::Duration;
+
+use super::timeline::Timeline;
+use crate::{
+    api::{
+        common::human_duration,
+        figures::{ExpectationResult, PhaseName},
+        trial::{BreakerExpectations, BreakerFigures},
+    },
+    load::verdict::Figures,
+};
+
+/// The share of the baseline's calls below which the breaker counts as open, when the spec
+/// names no reduction.
+const DEFAULT_REDUCTION: f64 = 0.5;
+/// The share of the baseline's calls at or above which it counts as closed again.
+const CLOSED_SHARE: f64 = 0.5;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BreakerJudged {
+    pub expectations: Vec<ExpectationResult>,
+    pub figures: BreakerFigures,
+}
+
+/// `calls[s]`: calls that reached the dependency in second `s` of the load (`None`: not read).
+/// `caller[s]`: the caller's figures in that second.
+pub fn judge(
+    timeline: &Timeline,
+    expect: &BreakerExpectations,
+    calls: &[Option<u64>],
+    caller: &[Option<Figures>],
+) -> BreakerJudged {
+    let inject = timeline.inject();
+    let mean_calls = |from: u64, to: u64| {
+        let read: Vec<u64> = (from..to).filter_map(|s| calls.get(s as usize).copied().flatten()).collect();
+        (!read.is_empty()).then(|| read.iter().sum::<u64>() as f64 / read.len() as f64)
+    };
+    let baseline = timeline.window(PhaseName::Baseline).and_then(|w| mean_calls(w.start, w.end));
+    let reduction = expect.dependency_call_reduction_percent.map_or(DEFAULT_REDUCTION, |p| p / 100.0);
+    let calls_at = |s: u64| calls.get(s as usize).copied().flatten();
+    let opened = baseline.and_then(|b| {
+        (inject.start..inject.end).find(|&s| calls_at(s).is_some_and(|c| c as f64 <= b * (1.0 - reduction)))
+    });
+    let end = timeline.load_seconds();
+    let closed =
+        baseline.and_then(|b| (inject.end..end).find(|&s| calls_at(s).is_some_and(|c| c as f64 >= b * CLOSED_SHARE)));
+    let open_calls = opened.and_then(|o| mean_calls(o, inject.end));
+    let open_p99 = opened
+        .and_then(|o| (o..inject.end).filter_map(|s| caller.get(s as usize).cloned().flatten()).map(|f| f.p99).max());
+    let secs = |s: u64| Duration::from_secs(s);
+    let figures = BreakerFigures {
+        opens_after: opened.map(|o| human_duration(secs(o + 1 - inject.start))),
+        closes_after: closed.map(|c| human_duration(secs(c + 1 - inject.end))),
+        dependency_calls_baseline: baseline,
+        dependency_calls_open: open_calls,
+    };
+
+    let no_baseline =
+        "needs phases.baseline: the calls the dependency gets normally are what the breaker is judged against";
+    let mut results = Vec::new();
+    let never = |what: &str| format!("never {what}");
+    if let Some(within) = expect.opens_within {
+        let observed = opened.map(|o| secs(o + 1 - inject.start));
+        results.push(timing(
+            "opensWithin",
+            within.as_std(),
+            observed,
+            baseline.is_some(),
+            &never("opened"),
+            no_baseline,
+        ));
+    }
+    if let Some(bound) = expect.open_p99_below {
+        let bound = bound.as_std();
+        results.push(ExpectationResult {
+            expression: format!("openP99Below {}", human_duration(bound)),
+            observed: Some(open_p99.map_or_else(|| never("opened"), human_duration)),
+            threshold: Some(human_duration(bound)),
+            passed: open_p99.is_some_and(|p| p < bound),
+            message: baseline.is_none().then(|| no_baseline.to_owned()),
+        });
+    }
+    if let Some(percent) = expect.dependency_call_reduction_percent {
+        let achieved = baseline
+            .zip(open_calls.or(opened.map(|_| 0.0)))
+            .map(|(b, o)| if b > 0.0 { 100.0 * (1.0 - o / b) } else { 0.0 });
+        let during = mean_calls(inject.start, inject.end);
+        let observed =
+            achieved.or_else(|| baseline.zip(during).map(|(b, d)| if b > 0.0 { 100.0 * (1.0 - d / b) } else { 0.0 }));
+        results.push(ExpectationResult {
+            expression: format!("dependencyCallReductionPercent {percent}"),
+            observed: Some(observed.map_or_else(|| "not measured".to_owned(), |p| format!("{p:.1}%"))),
+            threshold: Some(format!("{percent}%")),
+            passed: achieved.is_some_and(|p| p >= percent),
+            message: baseline.is_none().then(|| no_baseline.to_owned()),
+        });
+    }
+    if let Some(within) = expect.closes_within {
+        let observed = closed.map(|c| secs(c + 1 - inject.end));
+        let ok = baseline.is_some();
+        results.push(timing("closesWithin", within.as_std(), observed, ok, &never("closed"), no_baseline));
+    }
+    BreakerJudged { expectations: results, figures }
+}
+
+fn timing(
+    name: &str,
+    within: Duration,
+    observed: Option<Duration>,
+    judgeable: bool,
+    never: &str,
+    why_not: &str,
+) -> ExpectationResult {
+    ExpectationResult {
+        expression: format!("{name} {}", human_duration(within)),
+        observed: Some(observed.map_or_else(|| never.to_owned(), human_duration)),
+        threshold: Some(human_duration(within)),
+        passed: observed.is_some_and(|o| o <= within),
+        message: (!judgeable).then(|| why_not.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::figures::PhasePlan;
+
+    fn timeline() -> Timeline {
+        let plan: PhasePlan = serde_saphyr::from_str("{baseline: 5s, inject: 10s, recover: 5s}").unwrap();
+        Timeline::new(&plan)
+    }
+
+    fn expect() -> BreakerExpectations {
+        serde_saphyr::from_str(
+            "{opensWithin: 3s, openP99Below: 100ms, dependencyCallReductionPercent: 80, closesWithin: 4s}",
+        )
+        .unwrap()
+    }
+
+    fn caller(p99_ms: u64) -> Vec<Option<Figures>> {
+        (0..20).map(|_| Some(Figures { p99: Duration::from_millis(p99_ms), total: 20, ..Figures::default() })).collect()
+    }
+
+    #[test]
+    fn a_breaker_that_opens_spares_the_dependency_and_closes_passes() {
+        // 20 calls a second; the fault at 5 s: 10 calls, then 3 trial calls every 5 s; heal at 15.
+        // Open from second 6 (0 <= 20 x 20%): 3 calls in 9 open seconds is a 98.3% reduction.
+        let calls: Vec<Option<u64>> =
+            [20, 20, 20, 20, 20, 10, 0, 0, 0, 0, 3, 0, 0, 0, 0, 3, 20, 20, 20, 20].map(Some).to_vec();
+        let judged = judge(&timeline(), &expect(), &calls, &caller(12));
+        let got: Vec<(&str, &str, bool)> = judged
+            .expectations
+            .iter()
+            .map(|r| (r.expression.as_str(), r.observed.as_deref().unwrap(), r.passed))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("opensWithin 3.0s", "2.0s", true),
+                ("openP99Below 100ms", "12ms", true),
+                ("dependencyCallReductionPercent 80", "98.3%", true),
+                ("closesWithin 4.0s", "2.0s", true),
+            ]
+        );
+        assert_eq!(judged.figures.dependency_calls_baseline, Some(20.0));
+        assert_eq!(judged.figures.opens_after.as_deref(), Some("2.0s"));
+    }
+
+    #[test]
+    fn without_a_breaker_the_calls_never_fall_and_the_right_expectations_fail() {
+        // Every request still calls the dependency, twice with the retry.
+        let calls: Vec<Option<u64>> = (0..20).map(|s| Some(if (5..15).contains(&s) { 40 } else { 20 })).collect();
+        let judged = judge(&timeline(), &expect(), &calls, &caller(12));
+        let failed: Vec<(&str, &str)> = judged
+            .expectations
+            .iter()
+            .filter(|r| !r.passed)
+            .map(|r| (r.expression.as_str(), r.observed.as_deref().unwrap()))
+            .collect();
+        assert_eq!(
+            failed,
+            vec![
+                ("opensWithin 3.0s", "never opened"),
+                ("openP99Below 100ms", "never opened"),
+                ("dependencyCallReductionPercent 80", "-100.0%"),
+            ]
+        );
+        assert!(judged.expectations.iter().all(|r| r.message.is_none()));
+    }
+
+    #[test]
+    fn without_a_baseline_nothing_can_be_judged() {
+        let plan: PhasePlan = serde_saphyr::from_str("{inject: 10s}").unwrap();
+        let calls = vec![Some(0); 10];
+        let judged = judge(&Timeline::new(&plan), &expect(), &calls, &caller(12));
+        assert!(judged.expectations.iter().all(|r| !r.passed && r.message.is_some()));
+    }
+}

@@ -12,6 +12,7 @@ pub mod controller;
 pub mod demo;
 pub mod domain;
 pub mod load;
+pub mod local;
 pub mod metrics;
 pub mod operator;
 pub mod proxy;

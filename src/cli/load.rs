@@ -389,8 +389,7 @@ fn from_file(path: &std::path::Path, args: &LoadArgs) -> Result<Invocation, Flag
         }
         (None, Some(service), Some(base)) => {
             check_url(base)?;
-            let path = service.path.as_deref().unwrap_or("");
-            format!("{}{}", base.trim_end_matches('/'), path.trim_end_matches('/'))
+            crate::load::service_url(base, service.path.as_deref())
         }
         (None, Some(service), None) => {
             return Err(bad(format!(

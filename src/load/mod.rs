@@ -18,3 +18,9 @@ pub use measure::{Bucket, MeasureError, Outcome, Recorder, Report, WindowFigures
 pub use schedule::{Due, Pacer, RunnerShare, Schedule, ScheduleError};
 pub use stages::{Plan, PlanError, Step, expand, expand_preset};
 pub use verdict::{Figures, evaluate, judge};
+
+/// The URL load goes to when its target is a Service reached at `base` (`http://127.0.0.1:8080`),
+/// with the target's path prefix.
+pub fn service_url(base: &str, path: Option<&str>) -> String {
+    format!("{}{}", base.trim_end_matches('/'), path.unwrap_or("").trim_end_matches('/'))
+}

@@ -6,12 +6,13 @@
 //! Definitions (docs/api.md, CircuitBreakerTrial): the breaker counts as **open** from the first
 //! second of inject in which the dependency received at most `baseline × (1 − reduction)` calls
 //! (`reduction` is `dependencyCallReductionPercent`, default 50 %), and as **closed** again from
-//! the first second after the heal in which it received at least half the baseline's calls.
+//! the first second after the heal in which it received at least half the baseline's calls (a
+//! breaker that never opened never closes).
 //! Times are to the end of that second, so they are whole seconds.
 
 use std::time::Duration;
 
-use super::timeline::Timeline;
+use super::{judge::timing, timeline::Timeline};
 use crate::{
     api::{
         common::human_duration,
@@ -53,8 +54,10 @@ pub fn judge(
         (inject.start..inject.end).find(|&s| calls_at(s).is_some_and(|c| c as f64 <= b * (1.0 - reduction)))
     });
     let end = timeline.load_seconds();
-    let closed =
-        baseline.and_then(|b| (inject.end..end).find(|&s| calls_at(s).is_some_and(|c| c as f64 >= b * CLOSED_SHARE)));
+    // Only a breaker that opened can close: calls that never fell away say nothing of closing.
+    let closed = baseline
+        .filter(|_| opened.is_some())
+        .and_then(|b| (inject.end..end).find(|&s| calls_at(s).is_some_and(|c| c as f64 >= b * CLOSED_SHARE)));
     let open_calls = opened.and_then(|o| mean_calls(o, inject.end));
     let open_p99 = opened
         .and_then(|o| (o..inject.end).filter_map(|s| caller.get(s as usize).cloned().flatten()).map(|f| f.p99).max());
@@ -76,9 +79,8 @@ pub fn judge(
             "opensWithin",
             within.as_std(),
             observed,
-            baseline.is_some(),
             &never("opened"),
-            no_baseline,
+            baseline.is_none().then(|| no_baseline.to_owned()),
         ));
     }
     if let Some(bound) = expect.open_p99_below {
@@ -109,26 +111,11 @@ pub fn judge(
     if let Some(within) = expect.closes_within {
         let observed = closed.map(|c| secs(c + 1 - inject.end));
         let ok = baseline.is_some();
-        results.push(timing("closesWithin", within.as_std(), observed, ok, &never("closed"), no_baseline));
+        let never_closed = if opened.is_some() { never("closed") } else { never("opened") };
+        let unjudged = (!ok).then(|| no_baseline.to_owned());
+        results.push(timing("closesWithin", within.as_std(), observed, &never_closed, unjudged));
     }
     BreakerJudged { expectations: results, figures }
-}
-
-fn timing(
-    name: &str,
-    within: Duration,
-    observed: Option<Duration>,
-    judgeable: bool,
-    never: &str,
-    why_not: &str,
-) -> ExpectationResult {
-    ExpectationResult {
-        expression: format!("{name} {}", human_duration(within)),
-        observed: Some(observed.map_or_else(|| never.to_owned(), human_duration)),
-        threshold: Some(human_duration(within)),
-        passed: observed.is_some_and(|o| o <= within),
-        message: (!judgeable).then(|| why_not.to_owned()),
-    }
 }
 
 #[cfg(test)]
@@ -194,8 +181,11 @@ mod tests {
                 ("opensWithin 3.0s", "never opened"),
                 ("openP99Below 100ms", "never opened"),
                 ("dependencyCallReductionPercent 80", "-100.0%"),
+                // Calls that never fell away cannot come back: never opened, never closed.
+                ("closesWithin 4.0s", "never opened"),
             ]
         );
+        assert_eq!(judged.figures.closes_after, None);
         assert!(judged.expectations.iter().all(|r| r.message.is_none()));
     }
 

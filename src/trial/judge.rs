@@ -129,6 +129,24 @@ pub fn judge(
     Judged { expectations: results, recovery, verdict, message }
 }
 
+/// A timing expectation (`opensWithin 10s`): passed when `observed` is at most `within`;
+/// `never` is what is shown when it never happened, `unjudged` why it could not be judged.
+pub fn timing(
+    name: &str,
+    within: Duration,
+    observed: Option<Duration>,
+    never: &str,
+    unjudged: Option<String>,
+) -> ExpectationResult {
+    ExpectationResult {
+        expression: format!("{name} {}", human_duration(within)),
+        observed: Some(observed.map_or_else(|| never.to_owned(), human_duration)),
+        threshold: Some(human_duration(within)),
+        passed: observed.is_some_and(|o| o <= within),
+        message: unjudged,
+    }
+}
+
 /// Fail names what failed; a run whose faults showed no effect, or whose expectations could not
 /// all be judged, is Inconclusive; Pass only when every expectation held on faults that did
 /// something.

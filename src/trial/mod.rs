@@ -8,4 +8,5 @@ pub mod conduct;
 pub mod drive;
 pub mod judge;
 pub mod plan;
+pub mod scaling;
 pub mod timeline;

@@ -1,0 +1,341 @@
+//! Judged runs in the local environment: the conductor of `trial::drive` with `LocalWorld`,
+//! against `chaoslab demo` processes and a `chaoslab proxy` in front of inventory, all on
+//! loopback. The breaker is judged from outside (with it on, the trial passes; off, it fails on
+//! the breaker's own expectations), an abort rule reverts the fault at once, a pod kill is
+//! refused before anything is done, and the curriculum's Drill and CircuitBreakerTrial files end
+//! with the verdict they state.
+
+#[path = "proxy/harness.rs"]
+mod harness;
+mod support;
+#[path = "demo/topology.rs"]
+mod topology;
+
+use std::time::{Duration, Instant};
+
+use chaoslab::{
+    api::{
+        CircuitBreakerTrial, Drill, Verdict,
+        figures::PhaseName,
+        trial::{CircuitBreakerTrialSpec, DrillSpec},
+    },
+    local::{LocalTargets, LocalWorld},
+    trial::{
+        drive::{Milestone, TrialOutcome, World as _, conduct},
+        plan::TrialPlan,
+    },
+};
+use harness::ProxyProcess;
+use support::{repo_path, yaml_documents};
+use topology::{CATALOG, FRONTEND, INVENTORY, Service};
+
+/// inventory behind a proxy, catalog calling it through the proxy, and (for the drills) the
+/// frontend calling catalog.
+struct Lab {
+    inventory: Service,
+    proxy: ProxyProcess,
+    catalog: Service,
+    frontend: Option<Service>,
+}
+
+impl Lab {
+    fn start(catalog: &[&str], with_frontend: bool) -> Lab {
+        let inventory = Service::start("inventory", INVENTORY);
+        let route = format!("127.0.0.1:0={}", inventory.addr);
+        let proxy = ProxyProcess::start(&["--route", &route]);
+        let to_inventory = format!("inventory=http://{}/", proxy.route());
+        let catalog = Service::start("catalog", &[&["--upstream", &to_inventory], catalog].concat());
+        let frontend = with_frontend.then(|| {
+            let to_catalog = format!("catalog={}/", catalog.url);
+            Service::start("frontend", &[&["--upstream", &to_catalog], FRONTEND].concat())
+        });
+        Lab { inventory, proxy, catalog, frontend }
+    }
+
+    fn world(&self) -> LocalWorld {
+        let mut targets = LocalTargets { seed: 7, ..LocalTargets::default() };
+        targets.services.insert("inventory".into(), self.inventory.url.clone());
+        targets.services.insert("catalog".into(), self.catalog.url.clone());
+        if let Some(frontend) = &self.frontend {
+            targets.services.insert("frontend".into(), frontend.url.clone());
+        }
+        targets.proxies.insert("inventory".into(), self.proxy.admin.to_string());
+        LocalWorld::new(targets).expect("a local world")
+    }
+
+    fn logs(&self) -> String {
+        format!("catalog:\n{}\nproxy:\n{}", self.catalog.logs(), self.proxy.logs())
+    }
+}
+
+/// Runs `plan` to its outcome, keeping the milestones told on the way.
+async fn run(plan: &TrialPlan, lab: &Lab) -> (TrialOutcome, Vec<Milestone>) {
+    let mut world = lab.world();
+    let mut told = Vec::new();
+    let outcome = conduct(plan, &mut world, |m| told.push(m))
+        .await
+        .unwrap_or_else(|e| panic!("the run failed: {e}\n{}", lab.logs()));
+    (outcome, told)
+}
+
+/// One line per expectation and phase, for the test's output and its failure messages.
+fn describe(outcome: &TrialOutcome) -> String {
+    let mut lines = vec![format!("{:?}: {}", outcome.verdict, outcome.message)];
+    for e in &outcome.judgement.expectations {
+        lines.push(format!(
+            "  {} observed {} threshold {} -> {}",
+            e.expression,
+            e.observed.as_deref().unwrap_or("-"),
+            e.threshold.as_deref().unwrap_or("-"),
+            if e.passed { "pass" } else { "FAIL" }
+        ));
+    }
+    for p in &outcome.judgement.phases {
+        lines.push(format!("  phase {:?}: {:?}/s, errors {:?}, {:?}", p.name, p.throughput, p.error_rate, p.latency));
+    }
+    lines.push(format!("  breaker: {:?}", outcome.breaker));
+    lines.push(format!("  recovery: {:?}", outcome.judgement.recovery));
+    lines.join("\n")
+}
+
+fn passed(outcome: &TrialOutcome, expression: &str) -> bool {
+    outcome
+        .judgement
+        .expectations
+        .iter()
+        .find(|e| e.expression.starts_with(expression))
+        .unwrap_or_else(|| panic!("no expectation {expression}:\n{}", describe(outcome)))
+        .passed
+}
+
+const SHORT_TRIAL: &str = r#"
+load: {target: {service: {name: catalog}}, model: open, rate: 20, timeout: 5s}
+dependency:
+  service: inventory
+  faults: [{type: abort, percent: 100, abort: {status: 503}}]
+phases: {warmup: 2s, baseline: 8s, inject: 15s, recover: 12s}
+expect: {opensWithin: 5s, openP99Below: 300ms, dependencyCallReductionPercent: 80, closesWithin: 10s}
+expectations: ['errorRate <= baseline + 1%']
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_breaker_is_judged_from_outside_pass_with_it_fail_without_it() {
+    let _turn = TOPOLOGIES.acquire().await.expect("the semaphore is never closed");
+    let spec: CircuitBreakerTrialSpec = serde_saphyr::from_str(SHORT_TRIAL).expect("a trial spec");
+    let plan = TrialPlan::circuit_breaker(&spec).expect("a plan");
+
+    let with = Lab::start(CATALOG, false);
+    let started = Instant::now();
+    let (outcome, told) = run(&plan, &with).await;
+    eprintln!("breaker on ({:.0}s):\n{}", started.elapsed().as_secs_f64(), describe(&outcome));
+    assert_eq!(outcome.verdict, Verdict::Pass, "{}\n{}", describe(&outcome), with.logs());
+    let figures = outcome.breaker.clone().expect("breaker figures");
+    let baseline = figures.dependency_calls_baseline.expect("calls in the baseline");
+    // 20 requests per second, each one call to inventory (no retry while it answers).
+    assert!((16.0..=24.0).contains(&baseline), "{baseline} calls/s in the baseline");
+    assert!(figures.dependency_calls_open.is_some_and(|open| open <= baseline * 0.2), "{figures:?}");
+    assert!(figures.opens_after.is_some() && figures.closes_after.is_some(), "{figures:?}");
+    // The faults were put in and taken out once, in the plan's order.
+    let order: Vec<&str> = told
+        .iter()
+        .map(|m| match m {
+            Milestone::LoadStarted { .. } => "load",
+            Milestone::Injected { .. } => "inject",
+            Milestone::Reverted { .. } => "revert",
+            Milestone::Aborted { .. } => "abort",
+            Milestone::LoadStopped { .. } => "stop",
+        })
+        .collect();
+    assert_eq!(order, ["load", "inject", "revert", "stop"]);
+    let window = &outcome.faults[0];
+    let injected_after = window.started_at.as_ref().expect("injected").0.duration_since(outcome.started_at);
+    // Injected on the inject phase's first second (10 s after the load's start), within a tick.
+    assert!((injected_after.as_secs_f64() - 10.0).abs() < 0.5, "injected {injected_after:?} after the start");
+    drop(with);
+
+    // The same trial with the breaker off: calls keep coming (with a retry each), so the trial
+    // fails on the breaker's expectations; the fallback still hides the errors.
+    let catalog: Vec<&str> =
+        CATALOG.iter().map(|a| if *a == "--circuit-breaker=true" { "--circuit-breaker=false" } else { a }).collect();
+    let without = Lab::start(&catalog, false);
+    let (outcome, _) = run(&plan, &without).await;
+    eprintln!("breaker off:\n{}", describe(&outcome));
+    assert_eq!(outcome.verdict, Verdict::Fail, "{}", describe(&outcome));
+    assert!(!passed(&outcome, "opensWithin"), "{}", describe(&outcome));
+    assert!(!passed(&outcome, "dependencyCallReduction"), "{}", describe(&outcome));
+    assert!(!passed(&outcome, "closesWithin"), "what never opened never closes: {}", describe(&outcome));
+    assert!(passed(&outcome, "errorRate"), "the fallback hides the errors: {}", describe(&outcome));
+    assert!(outcome.message.contains("opensWithin"), "the message names what failed: {}", outcome.message);
+    let figures = outcome.breaker.expect("breaker figures");
+    assert!(figures.opens_after.is_none(), "{figures:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_rule_reverts_the_fault_at_once_and_names_what_fired_it() {
+    let _turn = TOPOLOGIES.acquire().await.expect("the semaphore is never closed");
+    // No breaker and no fallback: every request fails while inventory is down.
+    let lab = Lab::start(&["--latency", "10ms", "--timeout", "500ms", "--circuit-breaker=false"], false);
+    let spec: DrillSpec = serde_saphyr::from_str(
+        r#"
+load: {target: {service: {name: catalog}}, model: open, rate: 20, timeout: 5s}
+phases: {baseline: 5s, inject: 20s, recover: 5s}
+faults:
+  - name: inventory-down
+    startAfter: 0s
+    duration: 20s
+    serviceFault: {service: inventory, faults: [{type: abort, percent: 100, abort: {status: 503}}]}
+expectations: ['errorRate < 1%']
+abortWhen: [{when: 'errorRate > 20%', for: 2s}]
+"#,
+    )
+    .expect("a drill spec");
+    let plan = TrialPlan::drill(&spec).expect("a plan");
+    let started = Instant::now();
+    let (outcome, _) = run(&plan, &lab).await;
+    let took = started.elapsed();
+    eprintln!("abort ({:.1}s):\n{}", took.as_secs_f64(), describe(&outcome));
+    assert_eq!(outcome.verdict, Verdict::Aborted, "{}", describe(&outcome));
+    let record = outcome.judgement.aborted_by.clone().expect("the rule that fired");
+    assert_eq!(record.rule, "errorRate > 20%");
+    assert_eq!(record.observed.len(), 2, "one value per second of `for`: {record:?}");
+    assert!(outcome.message.contains("errorRate > 20%"), "{}", outcome.message);
+    let reverted = outcome.faults[0].reverted_at.as_ref().expect("reverted").0;
+    let gap = reverted.duration_since(record.at.0);
+    eprintln!("fired at {} reverted at {reverted}: {gap:?} later", record.at.0);
+    assert!(gap.as_secs_f64() >= 0.0 && gap.as_secs_f64() < 1.0, "reverted {gap:?} after the rule fired");
+    // Two bad seconds, sealed a moment after they end: stopped long before the plan's 30 s.
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    let faults = lab.proxy.get_json("/faults").await;
+    assert!(faults["faults"].as_array().is_none_or(Vec::is_empty), "the proxy is a pass-through again: {faults}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_local_environment_cannot_do_is_refused_before_anything_is_done() {
+    let lab = Lab::start(CATALOG, false);
+    let kill: DrillSpec = serde_saphyr::from_str(
+        r#"
+load: {target: {service: {name: catalog}}, rate: 10}
+phases: {inject: 5s}
+faults:
+  - {name: kill-one, podKill: {selector: {matchLabels: {app: catalog}}}}
+"#,
+    )
+    .expect("a drill spec");
+    let mut world = lab.world();
+    let error = conduct(&TrialPlan::drill(&kill).expect("plan"), &mut world, |_| {}).await.expect_err("refused");
+    assert!(error.0.contains("kill-one") && error.0.contains("needs a cluster"), "{error}");
+
+    let unknown: DrillSpec = serde_saphyr::from_str(
+        r#"
+load: {target: {service: {name: checkout}}, rate: 10}
+phases: {inject: 5s}
+faults:
+  - {name: slow, startAfter: 0s, duration: 5s, serviceFault: {service: inventory, faults: [{type: latency, latency: {delay: 1s}}]}}
+"#,
+    )
+    .expect("a drill spec");
+    let error = conduct(&TrialPlan::drill(&unknown).expect("plan"), &mut world, |_| {}).await.expect_err("refused");
+    assert!(error.0.contains("\"checkout\"") && error.0.contains("catalog, inventory"), "{error}");
+    // Nothing reached the proxy or catalog.
+    let stats = lab.proxy.get_json("/stats").await;
+    assert_eq!(stats["requests"], 0, "{stats}");
+}
+
+/// A curriculum lesson: its one resource, its `# expect:` verdict, and the catalog flags its
+/// header asks for (`demo.services.catalog.args=[...]` in its `helm upgrade` line), if any.
+struct Lesson {
+    doc: serde_json::Value,
+    expect: Verdict,
+    catalog: Option<Vec<String>>,
+}
+
+fn lesson(file: &str) -> Lesson {
+    let path = repo_path(&format!("examples/drills/{file}"));
+    let text = std::fs::read_to_string(&path).expect("the lesson");
+    let expect = text.lines().find_map(|l| l.strip_prefix("# expect: ")).expect("an expect line");
+    let expect = match expect.trim() {
+        "Pass" => Verdict::Pass,
+        "Fail" => Verdict::Fail,
+        other => panic!("{file}: expect {other}"),
+    };
+    let catalog = text.lines().find_map(|l| l.split_once("demo.services.catalog.args=")).map(|(_, args)| {
+        serde_json::from_str::<Vec<String>>(args.trim().trim_end_matches('\''))
+            .unwrap_or_else(|e| panic!("{file}: the catalog args in its header are not a JSON list: {e}"))
+    });
+    let mut docs = yaml_documents(&path);
+    assert_eq!(docs.len(), 1, "{file}");
+    Lesson { doc: docs.remove(0), expect, catalog }
+}
+
+/// Two labs at a time at most: each test runs a topology of its own, on two cores.
+static TOPOLOGIES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Runs a lesson on a lab of its own (catalog as its header says), checks it ends with the
+/// verdict it states, and returns its outcome, its plan and the calls inventory received each
+/// second.
+async fn run_lesson(file: &str) -> (TrialOutcome, TrialPlan, Vec<Option<u64>>) {
+    let _turn = TOPOLOGIES.acquire().await.expect("the semaphore is never closed");
+    let lesson = lesson(file);
+    let plan = match lesson.doc["kind"].as_str() {
+        Some("Drill") => {
+            let drill: Drill = serde_json::from_value(lesson.doc).expect("a Drill");
+            TrialPlan::drill(&drill.spec).expect("plan")
+        }
+        Some("CircuitBreakerTrial") => {
+            let trial: CircuitBreakerTrial = serde_json::from_value(lesson.doc).expect("a CircuitBreakerTrial");
+            TrialPlan::circuit_breaker(&trial.spec).expect("plan")
+        }
+        other => panic!("{file}: kind {other:?}"),
+    };
+    let catalog: Vec<String> = lesson.catalog.unwrap_or_else(|| CATALOG.iter().map(|a| a.to_string()).collect());
+    let catalog: Vec<&str> = catalog.iter().map(String::as_str).collect();
+    let frontend = plan.load.target.service.as_ref().is_some_and(|s| s.name == "frontend");
+    let lab = Lab::start(&catalog, frontend);
+    let started = Instant::now();
+    let (outcome, _) = run(&plan, &lab).await;
+    let mut world = lab.world();
+    let calls = world
+        .dependency_calls(&plan.faults[0], outcome.started_at, plan.timeline.load_seconds())
+        .await
+        .expect("the proxy's counts");
+    eprintln!("{file} ({:.0}s):\n{}", started.elapsed().as_secs_f64(), describe(&outcome));
+    assert_eq!(outcome.verdict, lesson.expect, "{file}: {}\n{}", describe(&outcome), lab.logs());
+    (outcome, plan, calls)
+}
+
+/// The mean calls per second inventory received in a phase.
+fn mean_calls(plan: &TrialPlan, calls: &[Option<u64>], phase: PhaseName) -> f64 {
+    let window = plan.timeline.window(phase).expect("the phase");
+    let seen: Vec<u64> = (window.start..window.end).filter_map(|s| calls.get(s as usize).copied().flatten()).collect();
+    seen.iter().sum::<u64>() as f64 / seen.len().max(1) as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lesson_09_latency_without_a_timeout_fails_on_latency_and_errors() {
+    let (outcome, _, _) = run_lesson("09-latency-without-timeout.yaml").await;
+    assert!(!passed(&outcome, "p99 < 1s"), "{}", describe(&outcome));
+    assert!(!passed(&outcome, "errorRate"), "the frontend's own timeout fails its requests: {}", describe(&outcome));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lesson_10_latency_with_a_timeout_passes() {
+    let (outcome, _, _) = run_lesson("10-latency-with-timeout.yaml").await;
+    assert!(outcome.judgement.expectations.iter().all(|e| e.passed), "{}", describe(&outcome));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lesson_11_a_retry_storm_fails_and_multiplies_the_calls_to_inventory() {
+    let (outcome, plan, calls) = run_lesson("11-retry-storm.yaml").await;
+    let baseline = mean_calls(&plan, &calls, PhaseName::Baseline);
+    let inject = mean_calls(&plan, &calls, PhaseName::Inject);
+    eprintln!("retry storm: inventory got {baseline:.1} calls/s in the baseline, {inject:.1} during the fault");
+    // Three retries without a budget: up to 4 attempts per call while inventory is slow.
+    assert!(inject >= 3.0 * baseline, "{inject:.1} vs {baseline:.1} calls/s: {}", describe(&outcome));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lesson_12_the_charts_catalog_breaker_passes_its_trial() {
+    let (outcome, _, _) = run_lesson("12-circuit-breaker.yaml").await;
+    let figures = outcome.breaker.expect("breaker figures");
+    assert!(figures.opens_after.is_some() && figures.closes_after.is_some(), "{figures:?}");
+}

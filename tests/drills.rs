@@ -17,7 +17,7 @@ use std::{
 };
 
 use chaoslab::{
-    api::{CircuitBreakerTrial, Drill, LoadTest},
+    api::{AutoscalingCheck, CircuitBreakerTrial, Drill, LoadTest},
     domain::spec_check::SpecCheck,
 };
 use serde_json::Value;
@@ -74,6 +74,9 @@ fn every_drill_is_valid_and_states_its_verdict() {
         "latency-without-timeout",
         "latency-with-timeout",
         "retry-storm",
+        "circuit-breaker",
+        "autoscaling",
+        "game-day",
     ] {
         assert!(names.iter().any(|n| n.contains(lesson)), "no drill teaches {lesson}: {names:?}");
     }
@@ -91,6 +94,7 @@ fn every_drill_is_valid_and_states_its_verdict() {
                 "LoadTest" => checked::<LoadTest>(doc),
                 "Drill" => checked::<Drill>(doc),
                 "CircuitBreakerTrial" => checked::<CircuitBreakerTrial>(doc),
+                "AutoscalingCheck" => checked::<AutoscalingCheck>(doc),
                 other => Err(format!("a drill of kind {other} is not expected")),
             };
             if let Err(e) = checked {

@@ -20,6 +20,9 @@ pub enum FaultState {
     Reverted,
     /// Never injected: the run was aborted before its slot.
     Skipped,
+    /// Its slot passed before it was injected (the conductor was late): the run proved nothing
+    /// about it.
+    Missed,
 }
 
 /// What has been done so far.
@@ -47,6 +50,8 @@ pub enum Action {
     StartLoad,
     Inject(usize),
     Revert(usize),
+    /// A fault's slot ended before it could be injected.
+    Missed(usize),
     StopLoad,
     /// Everything is done: judge what was measured.
     Judge,
@@ -68,7 +73,9 @@ pub fn due(plan: &TrialPlan, progress: &Progress, elapsed: Duration) -> Vec<Acti
     }
     if !progress.aborted {
         for (i, (fault, state)) in plan.faults.iter().zip(&progress.faults).enumerate() {
-            if *state == FaultState::Pending && at(fault.slot.start) && !at(fault.slot.end) {
+            if *state == FaultState::Pending && at(fault.slot.end) {
+                actions.push(Action::Missed(i));
+            } else if *state == FaultState::Pending && at(fault.slot.start) {
                 actions.push(Action::Inject(i));
             }
         }
@@ -132,6 +139,7 @@ mod tests {
                     Action::StartLoad => p.load_started = true,
                     Action::Inject(i) => p.faults[i] = FaultState::Active,
                     Action::Revert(i) => p.faults[i] = FaultState::Reverted,
+                    Action::Missed(i) => p.faults[i] = FaultState::Missed,
                     Action::StopLoad => p.load_stopped = true,
                     Action::Judge => {}
                 }
@@ -167,6 +175,15 @@ mod tests {
         skip_the_rest(&mut p);
         assert_eq!(p.faults, vec![FaultState::Reverted, FaultState::Skipped]);
         assert_eq!(due(&plan, &p, s(8.1)), vec![Action::Judge]);
+    }
+
+    #[test]
+    fn a_slot_that_passed_before_its_injection_is_missed_never_injected_late() {
+        let plan = plan();
+        let mut p = Progress::new(&plan);
+        p.load_started = true;
+        // The conductor wakes at 10.5 s: fault a's slot (7 s to 10 s) is over, b's has begun.
+        assert_eq!(due(&plan, &p, s(10.5)), vec![Action::Missed(0), Action::Inject(1)]);
     }
 
     #[test]

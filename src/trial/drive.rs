@@ -121,6 +121,10 @@ pub async fn conduct<W: World>(
     let mut failure: Option<String> = None;
     loop {
         for action in conduct::due(plan, &progress, clock.elapsed()) {
+            // A failure earlier in this batch ends the run: nothing new is started after it.
+            if progress.aborted && matches!(action, Action::StartLoad | Action::Inject(_)) {
+                continue;
+            }
             match action {
                 Action::StartLoad => {
                     load_start = world.start_load(plan).await?;
@@ -139,6 +143,11 @@ pub async fn conduct<W: World>(
                             told(Milestone::Injected { fault: fault.name().to_owned(), at: now });
                         }
                         Err(e) => {
+                            // The answer may have been lost after the world applied it: clear it
+                            // anyway (reverting is idempotent); its expiry covers a failed clear.
+                            if let Err(error) = world.revert(fault).await {
+                                tracing::warn!(fault = fault.name(), %error, "clearing a fault whose injection failed");
+                            }
                             progress.faults[i] = FaultState::Skipped;
                             failure = Some(format!("fault {} could not be injected: {e}", fault.name()));
                             progress.aborted = true;
@@ -157,18 +166,57 @@ pub async fn conduct<W: World>(
                             windows[i].reverted_at = Some(Time(now));
                             told(Milestone::Reverted { fault: fault.name().to_owned(), at: now });
                         }
-                        Err(error) => tracing::warn!(fault = fault.name(), %error, "revert failed; retrying"),
+                        Err(error) => {
+                            let expiry = at(load_start, Duration::from_secs(fault.slot.end) + EXPIRY_MARGIN);
+                            if Timestamp::now() < expiry {
+                                tracing::warn!(fault = fault.name(), %error, "revert failed; retrying");
+                            } else {
+                                // Past its own expiry the fault has ended by itself; retrying
+                                // forever would never let the run end.
+                                progress.faults[i] = FaultState::Reverted;
+                                windows[i].reverted_at = Some(Time(expiry));
+                                failure.get_or_insert(format!(
+                                    "fault {} could not be reverted ({error}); it ended at its own expiry, {expiry}",
+                                    fault.name()
+                                ));
+                            }
+                        }
                     }
                 }
+                Action::Missed(i) => {
+                    let fault = &plan.faults[i];
+                    progress.faults[i] = FaultState::Missed;
+                    failure.get_or_insert(format!(
+                        "fault {} was never injected: its slot ended before the conductor reached it",
+                        fault.name()
+                    ));
+                }
                 Action::StopLoad => {
-                    world.stop_load().await?;
+                    // Never return from here: a fault may still be waiting for its revert.
+                    if let Err(e) = world.stop_load().await {
+                        failure.get_or_insert(format!("the load could not be stopped cleanly: {e}"));
+                    }
                     progress.load_stopped = true;
                     told(Milestone::LoadStopped { at: Timestamp::now() });
                 }
                 Action::Judge => {
-                    let judged =
-                        judge_run(plan, world, load_start, &windows, aborted_by.take(), failure.take()).await?;
-                    return Ok(judged);
+                    let record = aborted_by.take();
+                    return Ok(
+                        match judge_run(plan, world, load_start, &windows, record.clone(), failure.take()).await {
+                            Ok(judged) => judged,
+                            // Every fault is reverted by now: what could not be measured is the
+                            // verdict, with the record of what was done kept.
+                            Err(e) => TrialOutcome {
+                                verdict: Verdict::Error,
+                                message: format!("the run's measurements could not be read: {e}"),
+                                judgement: Judgement { aborted_by: record, ..Judgement::default() },
+                                faults: windows,
+                                breaker: None,
+                                started_at: load_start,
+                                finished_at: Timestamp::now(),
+                            },
+                        },
+                    );
                 }
             }
         }
@@ -255,3 +303,7 @@ pub fn at(start: Timestamp, offset: Duration) -> Timestamp {
     let offset = SignedDuration::try_from(offset).unwrap_or(SignedDuration::MAX);
     start.checked_add(offset).unwrap_or(start)
 }
+
+#[cfg(test)]
+#[path = "drive_tests.rs"]
+mod tests;

@@ -7,7 +7,8 @@
 //! second of inject in which the dependency received at most `baseline × (1 − reduction)` calls
 //! (`reduction` is `dependencyCallReductionPercent`, default 50 %), and as **closed** again from
 //! the first second after the heal in which it received at least half the baseline's calls (a
-//! breaker that never opened never closes).
+//! breaker that never opened never closes). A second counts as open only while the caller still
+//! answers at least half the requests sent to it, and a baseline without calls judges nothing.
 //! Times are to the end of that second, so they are whole seconds.
 
 use std::time::Duration;
@@ -27,6 +28,9 @@ use crate::{
 const DEFAULT_REDUCTION: f64 = 0.5;
 /// The share of the baseline's calls at or above which it counts as closed again.
 const CLOSED_SHARE: f64 = 0.5;
+/// The share of the requests sent to the caller it must answer (any status) in a second for
+/// the calls' fall to count as its breaker opening.
+const ANSWERED_SHARE: f64 = 0.5;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct BreakerJudged {
@@ -47,11 +51,23 @@ pub fn judge(
         let read: Vec<u64> = (from..to).filter_map(|s| calls.get(s as usize).copied().flatten()).collect();
         (!read.is_empty()).then(|| read.iter().sum::<u64>() as f64 / read.len() as f64)
     };
-    let baseline = timeline.window(PhaseName::Baseline).and_then(|w| mean_calls(w.start, w.end));
+    let baseline_calls = timeline.window(PhaseName::Baseline).and_then(|w| mean_calls(w.start, w.end));
+    // A dependency that got no calls normally has nothing to be spared: nothing can be judged.
+    let baseline = baseline_calls.filter(|b| *b > 0.0);
     let reduction = expect.dependency_call_reduction_percent.map_or(DEFAULT_REDUCTION, |p| p / 100.0);
     let calls_at = |s: u64| calls.get(s as usize).copied().flatten();
+    // The caller must still answer (fast failures and fallbacks are answers): a caller that
+    // crashed or stalled also stops calling its dependency, and that is no open breaker.
+    let caller_answers = |s: u64| {
+        caller
+            .get(s as usize)
+            .cloned()
+            .flatten()
+            .is_some_and(|f| f.total > 0 && f.rps >= ANSWERED_SHARE * f.achieved_rate)
+    };
     let opened = baseline.and_then(|b| {
-        (inject.start..inject.end).find(|&s| calls_at(s).is_some_and(|c| c as f64 <= b * (1.0 - reduction)))
+        (inject.start..inject.end)
+            .find(|&s| calls_at(s).is_some_and(|c| c as f64 <= b * (1.0 - reduction)) && caller_answers(s))
     });
     let end = timeline.load_seconds();
     // Only a breaker that opened can close: calls that never fell away say nothing of closing.
@@ -69,8 +85,11 @@ pub fn judge(
         dependency_calls_open: open_calls,
     };
 
-    let no_baseline =
-        "needs phases.baseline: the calls the dependency gets normally are what the breaker is judged against";
+    let no_baseline = if baseline_calls.is_some() {
+        "the dependency received no calls in the baseline: there was nothing for the breaker to spare"
+    } else {
+        "needs phases.baseline: the calls the dependency gets normally are what the breaker is judged against"
+    };
     let mut results = Vec::new();
     let never = |what: &str| format!("never {what}");
     if let Some(within) = expect.opens_within {
@@ -136,7 +155,14 @@ mod tests {
     }
 
     fn caller(p99_ms: u64) -> Vec<Option<Figures>> {
-        (0..20).map(|_| Some(Figures { p99: Duration::from_millis(p99_ms), total: 20, ..Figures::default() })).collect()
+        let answering = Figures {
+            p99: Duration::from_millis(p99_ms),
+            total: 20,
+            achieved_rate: 20.0,
+            rps: 20.0,
+            ..Figures::default()
+        };
+        vec![Some(answering); 20]
     }
 
     #[test]
@@ -187,6 +213,28 @@ mod tests {
         );
         assert_eq!(judged.figures.closes_after, None);
         assert!(judged.expectations.iter().all(|r| r.message.is_none()));
+    }
+
+    #[test]
+    fn a_caller_that_stops_answering_is_no_open_breaker() {
+        // The calls fall away because the caller crashed at 5 s: its requests get no answer.
+        let calls: Vec<Option<u64>> = (0..20).map(|s| Some(if (5..15).contains(&s) { 0 } else { 20 })).collect();
+        let mut caller = caller(12);
+        for second in caller.iter_mut().take(15).skip(5) {
+            *second = Some(Figures { total: 20, achieved_rate: 20.0, rps: 0.0, error_rate: 1.0, ..Figures::default() });
+        }
+        let judged = judge(&timeline(), &expect(), &calls, &caller);
+        assert_eq!(judged.figures.opens_after, None, "{:?}", judged.figures);
+        assert!(!judged.expectations[0].passed, "opensWithin: {:?}", judged.expectations[0]);
+    }
+
+    #[test]
+    fn a_dependency_without_calls_in_the_baseline_judges_nothing() {
+        let calls = vec![Some(0); 20];
+        let judged = judge(&timeline(), &expect(), &calls, &caller(12));
+        assert!(judged.expectations.iter().all(|r| !r.passed));
+        let message = judged.expectations[0].message.as_deref().unwrap();
+        assert!(message.contains("no calls in the baseline"), "{message}");
     }
 
     #[test]

@@ -53,6 +53,10 @@ pub struct ScalingJudged {
     pub scale_up_window: (Timestamp, Timestamp),
 }
 
+fn at_offset(start: Timestamp, offset: Duration) -> Timestamp {
+    k8s_openapi::jiff::SignedDuration::try_from(offset).ok().and_then(|o| start.checked_add(o).ok()).unwrap_or(start)
+}
+
 fn since(from: Timestamp, to: Timestamp) -> Duration {
     Duration::try_from(to.duration_since(from)).unwrap_or_default()
 }
@@ -88,11 +92,15 @@ pub fn figures(samples: &[ReplicaSample], run: &ScalingRun) -> ScalingJudged {
         .map(|s| since(run.load_start, at(s)));
     let peak = samples.iter().filter(|s| at(s) >= run.load_start).map(|s| s.ready).max();
     let peak_at = peak.and_then(|p| during_and_after.iter().find(|s| s.ready == p).map(|s| at(s)));
-    let scaled_down = samples
-        .iter()
-        .filter(|s| at(s) >= run.load_end && at(s) <= run.observed_until)
-        .find(|s| s.desired <= run.min_replicas)
-        .map(|s| since(run.load_end, at(s)));
+    // Only what scaled up can scale down: a count that never left the minimum proves nothing.
+    let scaled_down = first_up.and_then(|up| {
+        let from = run.load_end.max(at_offset(run.load_start, up));
+        samples
+            .iter()
+            .filter(|s| at(s) >= from && at(s) <= run.observed_until)
+            .find(|s| s.desired <= run.min_replicas)
+            .map(|s| since(run.load_end, at(s)))
+    });
     // Each steady window starts from the count it was entered with (the last sample before it).
     let flaps = run
         .steady
@@ -149,10 +157,16 @@ pub fn judge(
     }
     if let Some(within) = expect.scale_down_within.map(|d| d.as_std()) {
         let watched = since(run.load_end, run.observed_until);
-        let never = format!("not back to {} within the {} watched", run.min_replicas, human_duration(watched));
+        let never = if judged.time_to_first_scale_up.is_none() {
+            "never scaled up".to_owned()
+        } else {
+            format!("not back to {} within the {} watched", run.min_replicas, human_duration(watched))
+        };
         // The HPA scales down only after its stabilization window: a shorter deadline cannot be
         // met, whatever the application does. Say so instead of blaming it.
-        let why = (within < run.scale_down_stabilization && judged.time_to_scale_down.is_none_or(|t| t > within))
+        let why = (judged.time_to_first_scale_up.is_some()
+            && within < run.scale_down_stabilization
+            && judged.time_to_scale_down.is_none_or(|t| t > within))
             .then(|| {
                 format!(
                     "the HPA waits its scale-down stabilization window ({}) before it removes replicas, so {} cannot be met: raise scaleDownWithin or shorten the HPA's behavior.scaleDown.stabilizationWindowSeconds",
@@ -264,7 +278,7 @@ mod tests {
         let judged = judge(
             figures(&s, &run()),
             &run(),
-            &expect("{scaleUpWithin: 1m, minPeakReplicas: 3, slo: ['p99 < 300ms']}"),
+            &expect("{scaleUpWithin: 1m, minPeakReplicas: 3, slo: ['p99 < 300ms'], scaleDownWithin: 6m}"),
             Some(&fast(900)),
         );
         assert_eq!(
@@ -273,6 +287,8 @@ mod tests {
                 ("scaleUpWithin 1m0s".into(), "never scaled up".into(), false),
                 ("minPeakReplicas 3".into(), "1".into(), false),
                 ("slo while scaling up: p99 < 300ms".into(), "900ms".into(), false),
+                // At the minimum all along: that is no scale-down.
+                ("scaleDownWithin 6m0s".into(), "never scaled up".into(), false),
             ]
         );
     }

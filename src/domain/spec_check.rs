@@ -120,8 +120,33 @@ impl SpecCheck for Drill {
                 ));
             }
         }
-        Ok(())
+        service_faults_apart(&self.spec.faults)
     }
+}
+
+/// Faults on one Service must not overlap in time: its proxy holds one fault set, and a second
+/// ServiceFault on a Service is refused. Two kinds of trouble at once go in one fault's list.
+fn service_faults_apart(faults: &[crate::api::trial::DrillFault]) -> Result<(), String> {
+    let window = |f: &crate::api::trial::DrillFault| {
+        let start = f.start_after.map_or(std::time::Duration::ZERO, |d| d.as_std());
+        (start, start + f.duration.map_or(std::time::Duration::ZERO, |d| d.as_std()))
+    };
+    for (j, later) in faults.iter().enumerate() {
+        let Some(service) = later.service_fault.as_ref().map(|s| &s.service) else { continue };
+        for earlier in &faults[..j] {
+            if earlier.service_fault.as_ref().map(|s| &s.service) != Some(service) {
+                continue;
+            }
+            let ((a0, a1), (b0, b1)) = (window(earlier), window(later));
+            if a0 < b1 && b0 < a1 {
+                return Err(format!(
+                    "spec.faults[{j}] ({:?}) overlaps {:?} on the Service {service:?}: faults on one Service must not overlap in time (its proxy holds one fault set); put both in one fault's list",
+                    later.name, earlier.name
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -168,6 +193,23 @@ mod tests {
         assert!(err.contains("spec.faults[0].startAfter") && err.contains("phases.inject"), "{err}");
         let twice = format!("{ONE_KILL}{ONE_KILL}");
         assert!(drill(&twice, "[]", false).check_spec().unwrap_err().contains("used twice"));
+    }
+
+    #[test]
+    fn faults_on_one_service_do_not_overlap() {
+        let fault = |name: &str, service: &str, start: &str, duration: &str| {
+            format!(
+                "    - {{name: {name}, startAfter: {start}, duration: {duration}, serviceFault: {{service: {service}, faults: [{{type: reset}}]}}}}\n"
+            )
+        };
+        let overlapping = format!("{}{}", fault("a", "web", "0s", "20s"), fault("b", "web", "10s", "20s"));
+        let err = drill(&overlapping, "[]", false).check_spec().unwrap_err();
+        assert!(err.starts_with("spec.faults[1] (\"b\") overlaps \"a\" on the Service \"web\""), "{err}");
+        // One after the other on one Service, or at once on two Services: fine.
+        let after = format!("{}{}", fault("a", "web", "0s", "10s"), fault("b", "web", "10s", "20s"));
+        assert_eq!(drill(&after, "[]", false).check_spec(), Ok(()));
+        let apart = format!("{}{}", fault("a", "web", "0s", "20s"), fault("b", "db", "10s", "20s"));
+        assert_eq!(drill(&apart, "[]", false).check_spec(), Ok(()));
     }
 
     #[test]

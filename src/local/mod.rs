@@ -191,6 +191,10 @@ impl World for LocalWorld {
 
     async fn start_load(&mut self, plan: &TrialPlan) -> Result<Timestamp, WorldError> {
         let url = self.load_url(plan)?;
+        // A world serves one run at a time: what an earlier run measured is not this one's.
+        let recorder = Recorder::new().map_err(|e| WorldError(format!("cannot record: {e}")))?;
+        *self.collected() = Collected { recorder, seconds: Vec::new() };
+        self.engine_error = None;
         // The next whole Unix second at least START_LEAD away.
         let now = Timestamp::now();
         let mut first = now.as_second() + 1;

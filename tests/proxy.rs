@@ -65,7 +65,8 @@ async fn jitter_distributions_show_their_spread() {
                 r#"{{"type":"latency","latency":{{"delay":"{delay}","jitter":"10ms","distribution":"{distribution}"}}}}"#
             );
             proxy.put_faults(&fault_set(&latency, 60.0)).await;
-            latencies(proxy.route(), "/", 16, 25).await
+            // 8 connections, not more: on two shared cores the client's own scheduling shows.
+            latencies(proxy.route(), "/", 8, 50).await
         }
     };
     // The proxy's own latency is not taken off: on a shared machine a separately measured
@@ -110,9 +111,11 @@ async fn jitter_distributions_show_their_spread() {
     let two_sd = q(&normal, 0.8413) - q(&normal, 0.1587);
     assert!((two_sd - 20.0).abs() <= 4.0, "normal p84 − p16 = {two_sd:.2} ms, want 20 ± 4");
     assert!(median_ok(q(&normal, 0.5), 40.0), "normal p50 {:.2}, want 40 (−1.5, +6)", q(&normal, 0.5));
-    // Pareto, same scale: a lighter median (+ 4.1 ms vs uniform's + 5 ms) and a far heavier
-    // tail (p99 + 90 ms vs uniform's + 9.9 ms).
-    assert!(q(&pareto, 0.5) < q(&uniform, 0.5), "pareto p50 below uniform's");
+    // Pareto, same scale: a median at + 4.1 ms and a far heavier tail (p99 + 90 ms vs uniform's
+    // + 9.9 ms).
+    // (Its median lies only 0.9 ms below uniform's: within the noise of a shared machine, so it
+    // is checked against its own value, one-sided like the others.)
+    assert!(median_ok(q(&pareto, 0.5), 24.1), "pareto p50 {:.2}, want 24.1 (−1.5, +6)", q(&pareto, 0.5));
     assert!(q(&pareto, 0.99) - 20.0 > 4.0 * (q(&uniform, 0.99) - 20.0), "pareto p99 tail ≥ 4× uniform's");
     assert!(q(&pareto, 0.99) > 20.0 + 45.0, "pareto p99 {:.2} ms, want ≳ 110 ms", q(&pareto, 0.99));
 }

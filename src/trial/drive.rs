@@ -250,14 +250,7 @@ async fn judge_run<W: World>(
             effects.push(world.effect(fault, window).await?);
         }
     }
-    let judged = judge::judge(
-        &plan.timeline,
-        &measured,
-        &plan.expectations,
-        plan.recovery.as_ref(),
-        plan.faults_end(),
-        &effects,
-    );
+    let judged = judge::judge(&measured, &plan.expectations, plan.recovery.as_ref(), plan.faults_span(), &effects);
     let mut expectations = judged.expectations;
     let (mut verdict, mut message) = (judged.verdict, judged.message);
     let mut breaker_figures = None;

@@ -3,11 +3,11 @@
 //! second for time to detect and time to recover, and whether the faults had any observable
 //! effect at all. A run that proved nothing is Inconclusive, never a Pass.
 
-use std::time::Duration;
+use std::{ops::Range, time::Duration};
 
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 
-use super::timeline::{Timeline, Window};
+use super::timeline::Timeline;
 use crate::{
     api::{
         Verdict,
@@ -66,20 +66,19 @@ pub fn slo_holds(slo: &[String], second: &Figures, baseline: Option<&Figures>) -
     slo.iter().all(|e| judge_expression(e, second, baseline).passed)
 }
 
-/// Time to detect (the first second from the start of inject whose figures break the SLO) and
-/// time to recover (from the faults' end to the first second that starts `hold` seconds in a
-/// row in which the SLO holds), both in whole seconds.
+/// Time to detect (from the first fault's start to the first second whose figures break the
+/// SLO) and time to recover (from the faults' end to the first second that starts `hold` seconds
+/// in a row in which the SLO holds), both in whole seconds. `faults` is `[first start, last end)`.
 pub fn recovery(
-    inject: Window,
-    faults_end: u64,
+    faults: Range<u64>,
     seconds: &[Option<Figures>],
     rule: &RecoveryRule,
     baseline: Option<&Figures>,
 ) -> RecoveryFigures {
     let holds = |s: usize| seconds.get(s).and_then(Option::as_ref).map(|f| slo_holds(&rule.slo, f, baseline));
-    let start = usize::try_from(inject.start).unwrap_or(usize::MAX);
+    let start = usize::try_from(faults.start).unwrap_or(usize::MAX);
     let detect = (start..seconds.len()).find(|&s| holds(s) == Some(false)).map(|s| (s - start) as f64);
-    let from = usize::try_from(faults_end).unwrap_or(usize::MAX);
+    let from = usize::try_from(faults.end).unwrap_or(usize::MAX);
     let hold = usize::try_from(rule.hold.max(1)).unwrap_or(usize::MAX);
     let recover = (from..seconds.len())
         .find(|&s| s + hold <= seconds.len() && (s..s + hold).all(|t| holds(t) == Some(true)))
@@ -93,11 +92,10 @@ pub fn recovery(
 
 /// The judgement of a finished run.
 pub fn judge(
-    timeline: &Timeline,
     measured: &Measured,
     expectations: &[String],
     rule: Option<&RecoveryRule>,
-    faults_end: u64,
+    faults: Range<u64>,
     effects: &[Effect],
 ) -> Judged {
     let baseline = measured.phase(PhaseName::Baseline);
@@ -109,7 +107,7 @@ pub fn judge(
     results.extend(expectations.iter().map(|e| judge_expression(e, inject, baseline)));
     let recovery =
         rule.map(|rule| {
-            let figures = recovery(timeline.inject(), faults_end, &measured.seconds, rule, baseline);
+            let figures = recovery(faults.clone(), &measured.seconds, rule, baseline);
             if let Some(within) = rule.within {
                 let observed = figures.time_to_recover_seconds;
                 results.push(ExpectationResult {

@@ -133,9 +133,13 @@ impl TrialPlan {
         })
     }
 
-    /// The second the last fault ends: recovery counts from here.
-    pub fn faults_end(&self) -> u64 {
-        self.faults.iter().map(|f| f.slot.end).max().unwrap_or_else(|| self.timeline.inject().end)
+    /// The seconds from the first fault's start to the last fault's end: detection counts from
+    /// the start, recovery from the end.
+    pub fn faults_span(&self) -> std::ops::Range<u64> {
+        let inject = self.timeline.inject();
+        let start = self.faults.iter().map(|f| f.slot.start).min().unwrap_or(inject.start);
+        let end = self.faults.iter().map(|f| f.slot.end).max().unwrap_or(inject.end);
+        start..end
     }
 
     /// Whether a phase has a window in this run.

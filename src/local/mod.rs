@@ -7,6 +7,7 @@
 
 use std::{
     collections::BTreeMap,
+    ops::Range,
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
@@ -284,6 +285,16 @@ impl World for LocalWorld {
         let mut seconds = collected.seconds.clone();
         seconds.resize(usize::try_from(plan.timeline.load_seconds()).unwrap_or(usize::MAX).max(seconds.len()), None);
         Ok(Measured { phases, seconds })
+    }
+
+    async fn figures_over(&mut self, plan: &TrialPlan, seconds: Range<u64>) -> Result<Option<Figures>, WorldError> {
+        let collected = self.collected();
+        let rate = target_rate(plan, seconds.start, seconds.end);
+        let figures = collected
+            .recorder
+            .figures(seconds.clone(), rate)
+            .map_err(|e| WorldError(format!("the figures of seconds {seconds:?}: {e}")))?;
+        Ok((figures.total > 0).then_some(figures))
     }
 
     async fn effect(&mut self, fault: &PlannedFault, window: &FaultWindow) -> Result<Effect, WorldError> {

@@ -11,7 +11,7 @@
 //! answers at least half the requests sent to it, and a baseline without calls judges nothing.
 //! Times are to the end of that second, so they are whole seconds.
 
-use std::time::Duration;
+use std::{ops::Range, time::Duration};
 
 use super::{judge::timing, timeline::Timeline};
 use crate::{
@@ -38,20 +38,28 @@ pub struct BreakerJudged {
     pub figures: BreakerFigures,
 }
 
-/// `calls[s]`: calls that reached the dependency in second `s` of the load (`None`: not read).
-/// `caller[s]`: the caller's figures in that second.
-pub fn judge(
+/// The calls the dependency got in the baseline, per second (`None`: no baseline phase or no
+/// reading), and the second the breaker opened.
+struct Opening {
+    baseline_calls: Option<f64>,
+    /// The baseline's calls when there were any: what the breaker is judged against.
+    baseline: Option<f64>,
+    opened: Option<u64>,
+}
+
+fn mean_calls(calls: &[Option<u64>], from: u64, to: u64) -> Option<f64> {
+    let read: Vec<u64> = (from..to).filter_map(|s| calls.get(s as usize).copied().flatten()).collect();
+    (!read.is_empty()).then(|| read.iter().sum::<u64>() as f64 / read.len() as f64)
+}
+
+fn opening(
     timeline: &Timeline,
     expect: &BreakerExpectations,
     calls: &[Option<u64>],
     caller: &[Option<Figures>],
-) -> BreakerJudged {
+) -> Opening {
     let inject = timeline.inject();
-    let mean_calls = |from: u64, to: u64| {
-        let read: Vec<u64> = (from..to).filter_map(|s| calls.get(s as usize).copied().flatten()).collect();
-        (!read.is_empty()).then(|| read.iter().sum::<u64>() as f64 / read.len() as f64)
-    };
-    let baseline_calls = timeline.window(PhaseName::Baseline).and_then(|w| mean_calls(w.start, w.end));
+    let baseline_calls = timeline.window(PhaseName::Baseline).and_then(|w| mean_calls(calls, w.start, w.end));
     // A dependency that got no calls normally has nothing to be spared: nothing can be judged.
     let baseline = baseline_calls.filter(|b| *b > 0.0);
     let reduction = expect.dependency_call_reduction_percent.map_or(DEFAULT_REDUCTION, |p| p / 100.0);
@@ -69,14 +77,43 @@ pub fn judge(
         (inject.start..inject.end)
             .find(|&s| calls_at(s).is_some_and(|c| c as f64 <= b * (1.0 - reduction)) && caller_answers(s))
     });
+    Opening { baseline_calls, baseline, opened }
+}
+
+/// The seconds the breaker was open during inject (from its opening to the heal), if it opened:
+/// the window whose caller figures `openP99Below` is judged on.
+pub fn open_window(
+    timeline: &Timeline,
+    expect: &BreakerExpectations,
+    calls: &[Option<u64>],
+    caller: &[Option<Figures>],
+) -> Option<Range<u64>> {
+    opening(timeline, expect, calls, caller).opened.map(|o| o..timeline.inject().end)
+}
+
+/// `calls[s]`: calls that reached the dependency in second `s` of the load (`None`: not read).
+/// `caller[s]`: the caller's figures in that second. `open`: the caller's figures over
+/// [`open_window`] as one window (its p99 is `openP99Below`'s); without them, the worst
+/// per-second p99 of that window stands in (an upper bound: a second holds few requests).
+pub fn judge(
+    timeline: &Timeline,
+    expect: &BreakerExpectations,
+    calls: &[Option<u64>],
+    caller: &[Option<Figures>],
+    open: Option<&Figures>,
+) -> BreakerJudged {
+    let inject = timeline.inject();
+    let Opening { baseline_calls, baseline, opened } = opening(timeline, expect, calls, caller);
+    let calls_at = |s: u64| calls.get(s as usize).copied().flatten();
     let end = timeline.load_seconds();
     // Only a breaker that opened can close: calls that never fell away say nothing of closing.
     let closed = baseline
         .filter(|_| opened.is_some())
         .and_then(|b| (inject.end..end).find(|&s| calls_at(s).is_some_and(|c| c as f64 >= b * CLOSED_SHARE)));
-    let open_calls = opened.and_then(|o| mean_calls(o, inject.end));
-    let open_p99 = opened
-        .and_then(|o| (o..inject.end).filter_map(|s| caller.get(s as usize).cloned().flatten()).map(|f| f.p99).max());
+    let open_calls = opened.and_then(|o| mean_calls(calls, o, inject.end));
+    let worst_second =
+        |o: u64| (o..inject.end).filter_map(|s| caller.get(s as usize).cloned().flatten()).map(|f| f.p99).max();
+    let open_p99 = opened.and_then(|o| open.filter(|f| f.total > 0).map(|f| f.p99).or_else(|| worst_second(o)));
     let secs = |s: u64| Duration::from_secs(s);
     let figures = BreakerFigures {
         opens_after: opened.map(|o| human_duration(secs(o + 1 - inject.start))),
@@ -116,7 +153,7 @@ pub fn judge(
         let achieved = baseline
             .zip(open_calls.or(opened.map(|_| 0.0)))
             .map(|(b, o)| if b > 0.0 { 100.0 * (1.0 - o / b) } else { 0.0 });
-        let during = mean_calls(inject.start, inject.end);
+        let during = mean_calls(calls, inject.start, inject.end);
         let observed =
             achieved.or_else(|| baseline.zip(during).map(|(b, d)| if b > 0.0 { 100.0 * (1.0 - d / b) } else { 0.0 }));
         results.push(ExpectationResult {
@@ -171,7 +208,7 @@ mod tests {
         // Open from second 6 (0 <= 20 x 20%): 3 calls in 9 open seconds is a 98.3% reduction.
         let calls: Vec<Option<u64>> =
             [20, 20, 20, 20, 20, 10, 0, 0, 0, 0, 3, 0, 0, 0, 0, 3, 20, 20, 20, 20].map(Some).to_vec();
-        let judged = judge(&timeline(), &expect(), &calls, &caller(12));
+        let judged = judge(&timeline(), &expect(), &calls, &caller(12), None);
         let got: Vec<(&str, &str, bool)> = judged
             .expectations
             .iter()
@@ -194,7 +231,7 @@ mod tests {
     fn without_a_breaker_the_calls_never_fall_and_the_right_expectations_fail() {
         // Every request still calls the dependency, twice with the retry.
         let calls: Vec<Option<u64>> = (0..20).map(|s| Some(if (5..15).contains(&s) { 40 } else { 20 })).collect();
-        let judged = judge(&timeline(), &expect(), &calls, &caller(12));
+        let judged = judge(&timeline(), &expect(), &calls, &caller(12), None);
         let failed: Vec<(&str, &str)> = judged
             .expectations
             .iter()
@@ -216,6 +253,24 @@ mod tests {
     }
 
     #[test]
+    fn open_p99_is_the_open_windows_own_p99_when_the_world_gives_it() {
+        let calls: Vec<Option<u64>> =
+            [20, 20, 20, 20, 20, 10, 0, 0, 0, 0, 3, 0, 0, 0, 0, 3, 20, 20, 20, 20].map(Some).to_vec();
+        // One slow second while open (a hiccup: its p99 is its slowest of 20 requests).
+        let mut caller = caller(12);
+        caller[8] = caller[8].clone().map(|f| Figures { p99: Duration::from_millis(150), ..f });
+        assert_eq!(open_window(&timeline(), &expect(), &calls, &caller), Some(6..15));
+        let worst = judge(&timeline(), &expect(), &calls, &caller, None);
+        assert_eq!(worst.expectations[1].observed.as_deref(), Some("150ms"), "the worst second stands in");
+        assert!(!worst.expectations[1].passed);
+        // Over the whole open window (180 requests), the p99 is the window's.
+        let window = Figures { p99: Duration::from_millis(14), total: 180, ..Figures::default() };
+        let judged = judge(&timeline(), &expect(), &calls, &caller, Some(&window));
+        assert_eq!(judged.expectations[1].observed.as_deref(), Some("14ms"));
+        assert!(judged.expectations[1].passed);
+    }
+
+    #[test]
     fn a_caller_that_stops_answering_is_no_open_breaker() {
         // The calls fall away because the caller crashed at 5 s: its requests get no answer.
         let calls: Vec<Option<u64>> = (0..20).map(|s| Some(if (5..15).contains(&s) { 0 } else { 20 })).collect();
@@ -223,7 +278,7 @@ mod tests {
         for second in caller.iter_mut().take(15).skip(5) {
             *second = Some(Figures { total: 20, achieved_rate: 20.0, rps: 0.0, error_rate: 1.0, ..Figures::default() });
         }
-        let judged = judge(&timeline(), &expect(), &calls, &caller);
+        let judged = judge(&timeline(), &expect(), &calls, &caller, None);
         assert_eq!(judged.figures.opens_after, None, "{:?}", judged.figures);
         assert!(!judged.expectations[0].passed, "opensWithin: {:?}", judged.expectations[0]);
     }
@@ -231,7 +286,7 @@ mod tests {
     #[test]
     fn a_dependency_without_calls_in_the_baseline_judges_nothing() {
         let calls = vec![Some(0); 20];
-        let judged = judge(&timeline(), &expect(), &calls, &caller(12));
+        let judged = judge(&timeline(), &expect(), &calls, &caller(12), None);
         assert!(judged.expectations.iter().all(|r| !r.passed));
         let message = judged.expectations[0].message.as_deref().unwrap();
         assert!(message.contains("no calls in the baseline"), "{message}");
@@ -241,7 +296,7 @@ mod tests {
     fn without_a_baseline_nothing_can_be_judged() {
         let plan: PhasePlan = serde_saphyr::from_str("{inject: 10s}").unwrap();
         let calls = vec![Some(0); 10];
-        let judged = judge(&Timeline::new(&plan), &expect(), &calls, &caller(12));
+        let judged = judge(&Timeline::new(&plan), &expect(), &calls, &caller(12), None);
         assert!(judged.expectations.iter().all(|r| !r.passed && r.message.is_some()));
     }
 }

@@ -3,7 +3,7 @@
 //! (local processes on loopback, or a cluster) does the acting and the measuring; this module
 //! owns the order, the timing and the verdict, so every environment judges alike.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, ops::Range, time::Duration};
 
 use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::Time,
@@ -60,6 +60,13 @@ pub trait World {
     fn seconds(&mut self) -> Vec<Option<Figures>>;
     /// Everything measured, once the load has stopped: per phase and per second.
     fn measured(&mut self, plan: &TrialPlan) -> impl Future<Output = Result<Measured, WorldError>> + Send;
+    /// The load's figures over `seconds` as one window (exact percentiles over all its
+    /// requests), once the load has stopped; `None` when nothing was measured there.
+    fn figures_over(
+        &mut self,
+        plan: &TrialPlan,
+        seconds: Range<u64>,
+    ) -> impl Future<Output = Result<Option<Figures>, WorldError>> + Send;
     /// Whether `fault` had an effect anyone could observe while it was active, with evidence.
     fn effect(
         &mut self,
@@ -257,7 +264,11 @@ async fn judge_run<W: World>(
     if let (Some(expect), Some(fault)) = (&plan.breaker, plan.faults.first()) {
         let seconds = plan.timeline.load_seconds();
         let calls = world.dependency_calls(fault, load_start, seconds).await?;
-        let judged_breaker = breaker::judge(&plan.timeline, expect, &calls, &measured.seconds);
+        let open = match breaker::open_window(&plan.timeline, expect, &calls, &measured.seconds) {
+            Some(window) => world.figures_over(plan, window).await?,
+            None => None,
+        };
+        let judged_breaker = breaker::judge(&plan.timeline, expect, &calls, &measured.seconds, open.as_ref());
         expectations.extend(judged_breaker.expectations);
         breaker_figures = Some(judged_breaker.figures);
         // Without a measured inject phase the run stays Inconclusive; otherwise every

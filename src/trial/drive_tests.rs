@@ -83,6 +83,10 @@ impl World for Scripted {
         Ok(Measured { phases, seconds })
     }
 
+    async fn figures_over(&mut self, _: &TrialPlan, seconds: Range<u64>) -> Result<Option<Figures>, WorldError> {
+        Ok(Some(second(self.error_rate(seconds.start))))
+    }
+
     async fn effect(&mut self, fault: &PlannedFault, _: &FaultWindow) -> Result<Effect, WorldError> {
         Ok(Effect { fault: fault.name().to_owned(), observed: true, evidence: "scripted".into() })
     }

@@ -3,18 +3,17 @@
 //! inventory with the flags of the drills' local topology, a Service and a PDB each, a CPU HPA on
 //! frontend, and the namespace opted in to chaos — and nothing of it when disabled.
 //!
-//! helm comes from `$HELM`, else the cache hack/tools.sh fills, else PATH (as in tests/chart.rs,
-//! whose helpers are repeated here in brief). Without it the tests fail: run `bash hack/tools.sh`.
+//! helm comes from `$HELM`, else the cache hack/tools.sh fills, else PATH (tests/support/helm.rs).
+//! Without it the tests fail: run `bash hack/tools.sh`.
 
+#[path = "support/helm.rs"]
+mod helm;
 #[path = "demo/topology.rs"]
 mod topology;
 
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::collections::BTreeMap;
 
+use helm::{NAMESPACE, all, render, try_render};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     autoscaling::v2::HorizontalPodAutoscaler,
@@ -24,60 +23,8 @@ use k8s_openapi::api::{
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-const RELEASE: &str = "chaoslab";
-const NAMESPACE: &str = "chaoslab-system";
-const KUBE_VERSION: &str = "1.33.0";
 const DEMO_NAMESPACE: &str = "chaoslab-demo";
 const SERVICES: [&str; 3] = ["frontend", "catalog", "inventory"];
-
-fn runs(helm: &Path) -> bool {
-    Command::new(helm).arg("version").output().is_ok_and(|o| o.status.success())
-}
-
-/// `$HELM`, else the pinned helm in hack/tools.sh's cache, else `helm` on PATH.
-fn helm() -> PathBuf {
-    if let Some(path) = std::env::var_os("HELM").filter(|p| !p.is_empty()) {
-        return PathBuf::from(path);
-    }
-    let cache = std::env::var_os("CHAOSLAB_CACHE")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/chaoslab")));
-    if let Some(cached) = cache.map(|c| c.join("bin/helm"))
-        && runs(&cached)
-    {
-        return cached;
-    }
-    assert!(runs(Path::new("helm")), "helm not found: set HELM, or run `bash hack/tools.sh`");
-    PathBuf::from("helm")
-}
-
-fn try_render(args: &[&str]) -> Result<Vec<Value>, String> {
-    let output = Command::new(helm())
-        .args(["template", RELEASE])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/chaoslab"))
-        .args(["--namespace", NAMESPACE, "--kube-version", KUBE_VERSION])
-        .args(args)
-        .output()
-        .expect("running helm template");
-    if !output.status.success() {
-        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
-    }
-    let text = String::from_utf8(output.stdout).expect("UTF-8");
-    let docs = serde_saphyr::from_multiple::<Value>(&text).unwrap_or_else(|e| panic!("not YAML: {e}\n{text}"));
-    Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
-}
-
-fn render(args: &[&str]) -> Vec<Value> {
-    try_render(args).unwrap_or_else(|e| panic!("helm template {args:?} failed:\n{e}"))
-}
-
-fn all<T: DeserializeOwned>(docs: &[Value], kind: &str) -> Vec<T> {
-    docs.iter()
-        .filter(|d| d["kind"] == kind)
-        .map(|d| serde_json::from_value(d.clone()).unwrap_or_else(|e| panic!("{kind} does not parse: {e}")))
-        .collect()
-}
 
 /// The objects of `kind` in `namespace`, by name.
 fn named<

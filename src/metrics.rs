@@ -116,9 +116,7 @@ impl Metrics {
 
     /// The registry in Prometheus' text format.
     pub fn encode(&self) -> Result<String, fmt::Error> {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
-        Ok(out)
+        encode_registry(&self.registry)
     }
 }
 
@@ -130,6 +128,27 @@ pub struct ReconcileTimer {
 impl Drop for ReconcileTimer {
     fn drop(&mut self) {
         self.histogram.observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+/// The OpenMetrics text of a registry: what every chaoslab process serves on `/metrics`
+/// (operator, proxy, demo).
+pub fn encode_registry(registry: &Registry) -> Result<String, fmt::Error> {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry)?;
+    Ok(out)
+}
+
+/// The answer of a `/metrics` route: the text with its content type, or a 500 that says the
+/// encoding failed.
+pub fn exposition(encoded: Result<String, fmt::Error>) -> axum::response::Response {
+    use axum::{http::StatusCode, response::IntoResponse};
+    match encoded {
+        Ok(body) => {
+            (StatusCode::OK, [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+                .into_response()
+        }
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed\n").into_response(),
     }
 }
 

@@ -229,9 +229,7 @@ impl Metrics {
 
     /// The registry in Prometheus' text format.
     pub fn encode(&self) -> Result<String, fmt::Error> {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
-        Ok(out)
+        crate::metrics::encode_registry(&self.registry)
     }
 }
 

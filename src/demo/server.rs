@@ -215,16 +215,7 @@ async fn metrics_text(State(demo): State<Arc<Demo>>) -> Response {
     let red = Red::start(&demo.metrics, "metrics");
     demo.metrics.set_ready(demo.readiness() == Readiness::Ready);
     demo.metrics.set_in_flight(demo.in_flight.count());
-    let response = match demo.metrics.encode() {
-        Ok(text) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-            text,
-        )
-            .into_response(),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed").into_response(),
-    };
-    red.answer(response)
+    red.answer(crate::metrics::exposition(demo.metrics.encode()))
 }
 
 /// The work route: shed if over the limit, wait and burn CPU, maybe fail on purpose, call the

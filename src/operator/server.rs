@@ -40,15 +40,8 @@ pub fn router(metrics: Arc<Metrics>, health: Arc<Health>) -> Router {
         .with_state(AppState { metrics, health })
 }
 
-async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
-    match s.metrics.encode() {
-        Ok(body) => {
-            (StatusCode::OK, [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
-        }
-        Err(_) => {
-            (StatusCode::INTERNAL_SERVER_ERROR, [("content-type", "text/plain")], "metrics encoding failed".to_string())
-        }
-    }
+async fn metrics_text(State(s): State<AppState>) -> axum::response::Response {
+    crate::metrics::exposition(s.metrics.encode())
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {

@@ -94,15 +94,7 @@ async fn stats_report(State(admin): State<Admin>) -> Response {
 }
 
 async fn metrics_text(State(admin): State<Admin>) -> Response {
-    match metrics::encode(&admin.registry) {
-        Ok(body) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-            body,
-        )
-            .into_response(),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed\n").into_response(),
-    }
+    crate::metrics::exposition(metrics::encode(&admin.registry))
 }
 
 async fn readyz(State(admin): State<Admin>) -> Response {

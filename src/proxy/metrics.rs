@@ -32,9 +32,7 @@ pub fn registry(stats: Arc<Stats>, faults: Arc<FaultCell>) -> Registry {
 
 /// The registry in Prometheus' text format.
 pub fn encode(registry: &Registry) -> Result<String, fmt::Error> {
-    let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, registry)?;
-    Ok(out)
+    crate::metrics::encode_registry(registry)
 }
 
 fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {

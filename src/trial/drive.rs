@@ -141,7 +141,7 @@ pub async fn conduct<W: World>(
                 }
                 Action::Inject(i) => {
                     let fault = &plan.faults[i];
-                    let expires_at = at(load_start, Duration::from_secs(fault.slot.end) + EXPIRY_MARGIN);
+                    let expires_at = expiry_of(load_start, fault);
                     match world.inject(fault, expires_at).await {
                         Ok(()) => {
                             let now = Timestamp::now();
@@ -174,7 +174,7 @@ pub async fn conduct<W: World>(
                             told(Milestone::Reverted { fault: fault.name().to_owned(), at: now });
                         }
                         Err(error) => {
-                            let expiry = at(load_start, Duration::from_secs(fault.slot.end) + EXPIRY_MARGIN);
+                            let expiry = expiry_of(load_start, fault);
                             if Timestamp::now() < expiry {
                                 tracing::warn!(fault = fault.name(), %error, "revert failed; retrying");
                             } else {
@@ -300,6 +300,11 @@ async fn judge_run<W: World>(
         started_at: load_start,
         finished_at: Timestamp::now(),
     })
+}
+
+/// When `fault` ends by itself: its planned end plus [`EXPIRY_MARGIN`].
+fn expiry_of(load_start: Timestamp, fault: &PlannedFault) -> Timestamp {
+    at(load_start, Duration::from_secs(fault.slot.end) + EXPIRY_MARGIN)
 }
 
 /// `start + offset` as a timestamp.

@@ -103,6 +103,19 @@ pub enum PhaseName {
     Cooldown,
 }
 
+impl PhaseName {
+    /// The name as written in specs and status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhaseName::Warmup => "warmup",
+            PhaseName::Baseline => "baseline",
+            PhaseName::Inject => "inject",
+            PhaseName::Recover => "recover",
+            PhaseName::Cooldown => "cooldown",
+        }
+    }
+}
+
 /// What was measured in one time window.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -352,4 +352,17 @@ pub struct FaultWindow {
     pub started_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reverted_at: Option<Time>,
+    /// Whether the fault had an effect anyone could observe (requests faulted, pods killed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<bool>,
+    /// The evidence: `412 requests crossed the proxy …, 120 faulted`, `1 pod(s) killed …`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<String>,
+}
+
+impl FaultWindow {
+    /// A fault not injected yet.
+    pub fn pending(name: &str) -> FaultWindow {
+        FaultWindow { name: name.to_owned(), started_at: None, reverted_at: None, observed: None, effect: None }
+    }
 }

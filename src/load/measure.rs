@@ -450,7 +450,7 @@ fn count(counts: &mut RequestCounts, outcome: Outcome) {
     }
 }
 
-fn add_counts(into: &mut RequestCounts, other: &RequestCounts) {
+pub(crate) fn add_counts(into: &mut RequestCounts, other: &RequestCounts) {
     let RequestCounts { total, ok, connect, timeout, status4xx, status5xx, unexpected_status, body, dropped } = other;
     into.total = into.total.saturating_add(*total);
     into.ok = into.ok.saturating_add(*ok);

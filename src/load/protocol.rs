@@ -29,7 +29,7 @@ use crate::{
     },
     load::{
         Figures,
-        measure::{Bucket, BucketReport, MeasureError},
+        measure::{Bucket, BucketReport, MeasureError, add_counts},
         stages::Plan,
         summary::step_window,
     },
@@ -190,6 +190,42 @@ impl Point {
                 ((self.3[MEAN] as f64 * n as f64 + other.3[MEAN] as f64 * m as f64) / (n + m) as f64).round() as u64;
         }
     }
+}
+
+/// The quantiles a point keeps, with the share of a second's requests at or below each.
+const POINT_QUANTILES: [f64; 6] = [0.5, 0.9, 0.95, 0.99, 0.999, 1.0];
+
+/// The figures of the seconds `window` from the per-second points alone, for windows no step
+/// histogram covers (a judged run's phases and a breaker's open window). Counts and rates are
+/// exact. Percentiles are estimated: each point's requests are spread over the bins between its
+/// kept quantiles (half at or below its p50, 40 % up to its p90, and so on), each counted at the
+/// bin's upper edge, so an estimate is never below the true value by more than the bin's width
+/// and, over seconds alike, equals their own percentiles. `None` when no request was measured.
+pub fn window_figures(
+    points: &[Point],
+    window: std::ops::Range<u64>,
+    target_rate: Option<f64>,
+) -> Result<Option<Figures>, ProtocolError> {
+    let mut bucket = Bucket::new()?;
+    let mut seconds = 0u64;
+    for point in points.iter().filter(|p| window.contains(&p.0)) {
+        seconds += u64::from(point.1.max(1));
+        add_counts(&mut bucket.counts, &point.counts());
+        let timed = point.2[0].saturating_sub(point.2[8]);
+        let mut below = 0u64;
+        for (i, q) in POINT_QUANTILES.iter().enumerate() {
+            let upto = (timed as f64 * q).round() as u64;
+            let n = upto.saturating_sub(below);
+            below = upto.max(below);
+            if n > 0 {
+                bucket.latency.saturating_record_n(point.3[i].max(1), n);
+            }
+        }
+    }
+    if bucket.counts.total == 0 {
+        return Ok(None);
+    }
+    Ok(Some(bucket.figures(seconds as f64, target_rate).figures))
 }
 
 /// The histograms of one step of the plan, over its settled seconds.

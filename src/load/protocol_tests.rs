@@ -176,3 +176,31 @@ fn report_names_fit_and_stay_unique() {
     assert!(name.ends_with("-0f1e2d3c-runner-63"));
     assert_ne!(report_name("web", "uid-1", 0), report_name("web", "uid-2", 0));
 }
+
+#[test]
+fn a_window_of_points_has_exact_counts_and_percentiles_bounded_by_its_seconds() {
+    let plan = constant(100, Duration::from_secs(10)).expect("plan");
+    let mut builder = ReportBuilder::new(0, &plan).expect("builder");
+    let mut exact = Bucket::new().expect("bucket");
+    for s in 0..10 {
+        // Seconds 4 to 6 are slow (up to 400 ms), the others fast (up to 20 ms).
+        let b = second(s, 200, if (4..7).contains(&s) { 400 } else { 20 });
+        if (2..8).contains(&s) {
+            exact.add(&b).expect("add");
+        }
+        builder.fold(s, &b).expect("fold");
+    }
+    let report = builder.report(RunnerState::Done, None).expect("report");
+    let estimated = window_figures(&report.points, 2..8, Some(100.0)).expect("estimate").expect("requests");
+    let truth = exact.figures(6.0, Some(100.0)).figures;
+    assert_eq!((estimated.total, estimated.achieved_rate), (truth.total, truth.achieved_rate));
+    assert!((estimated.error_rate - truth.error_rate).abs() < 1e-12);
+    // Half the window is slow: p50 sits at the bins' edge and p99 near the slow seconds' p99.
+    for (name, e, t) in [("p50", estimated.p50, truth.p50), ("p99", estimated.p99, truth.p99)] {
+        let ratio = e.as_secs_f64() / t.as_secs_f64();
+        assert!((0.9..=2.0).contains(&ratio), "{name}: estimated {e:?}, exact {t:?}");
+    }
+    let worst_second = report.points.iter().filter(|p| (2..8).contains(&p.0)).map(Point::p99).max().expect("points");
+    assert!(estimated.p99 <= worst_second, "never above the worst second's p99");
+    assert_eq!(window_figures(&report.points, 20..30, None).expect("estimate"), None);
+}

@@ -21,7 +21,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    api::{figures::PhaseName, load::LoadModel, trial::FaultWindow},
+    api::{figures::PhaseName, trial::FaultWindow},
     load::{
         Figures, Recorder, RunnerShare,
         engine::{self, EngineConfig, EngineError, RunOutcome, Tick},
@@ -153,11 +153,6 @@ fn names(map: &BTreeMap<String, String>) -> String {
 
 /// The rate the open model asks for at the middle of `[from, to)` seconds; `None` for the
 /// closed model.
-fn target_rate(plan: &TrialPlan, from: u64, to: u64) -> Option<f64> {
-    (plan.load.model == LoadModel::Open)
-        .then(|| plan.load_plan.level_at(Duration::from_secs_f64((from + to) as f64 / 2.0)))
-}
-
 /// Folds the engine's sealed seconds into `collected` until the engine stops sending.
 async fn collect(plan: TrialPlan, mut ticks: mpsc::Receiver<Tick>, collected: Arc<Mutex<Collected>>) {
     while let Some(tick) = ticks.recv().await {
@@ -167,7 +162,7 @@ async fn collect(plan: TrialPlan, mut ticks: mpsc::Receiver<Tick>, collected: Ar
                 tracing::warn!(second, %error, "a sealed second could not be recorded");
                 continue;
             }
-            let figures = bucket.figures(1.0, target_rate(&plan, *second, second + 1)).figures;
+            let figures = bucket.figures(1.0, plan.target_rate(*second, second + 1)).figures;
             let index = usize::try_from(*second).unwrap_or(usize::MAX);
             if index >= collected.seconds.len() {
                 collected.seconds.resize(index + 1, None);
@@ -258,7 +253,7 @@ impl World for LocalWorld {
             .map_err(|e| WorldError(format!("fault {}: cannot clear the proxy's faults: {e}", fault.name())))
     }
 
-    fn seconds(&mut self) -> Vec<Option<Figures>> {
+    async fn seconds(&mut self) -> Vec<Option<Figures>> {
         self.collected().seconds.clone()
     }
 
@@ -278,7 +273,7 @@ impl World for LocalWorld {
             }
             let figures = collected
                 .recorder
-                .figures(window.start..end, target_rate(plan, window.start, end))
+                .figures(window.start..end, plan.target_rate(window.start, end))
                 .map_err(|e| WorldError(format!("the {:?} phase's figures: {e}", window.name)))?;
             phases.push((window.name, figures));
         }
@@ -289,7 +284,7 @@ impl World for LocalWorld {
 
     async fn figures_over(&mut self, plan: &TrialPlan, seconds: Range<u64>) -> Result<Option<Figures>, WorldError> {
         let collected = self.collected();
-        let rate = target_rate(plan, seconds.start, seconds.end);
+        let rate = plan.target_rate(seconds.start, seconds.end);
         let figures = collected
             .recorder
             .figures(seconds.clone(), rate)

@@ -56,8 +56,14 @@ pub trait World {
     /// Reverts `fault` exactly.
     fn revert(&mut self, fault: &PlannedFault) -> impl Future<Output = Result<(), WorldError>> + Send;
     /// Each second measured so far, from the load's start (index = second); a second not yet
-    /// final is absent or `None`.
-    fn seconds(&mut self) -> Vec<Option<Figures>>;
+    /// final is absent or `None`. Asked every tick: a world whose measurements are remote
+    /// answers from what it last read and reads again at its own pace.
+    fn seconds(&mut self) -> impl Future<Output = Vec<Option<Figures>>> + Send;
+    /// A person asked to stop the run (the cluster's abort annotation, Ctrl-C): what they asked,
+    /// for the record. Asked every tick; the run is then aborted like a fired abort rule.
+    fn stop_requested(&mut self) -> impl Future<Output = Option<String>> + Send {
+        std::future::ready(None)
+    }
     /// Everything measured, once the load has stopped: per phase and per second.
     fn measured(&mut self, plan: &TrialPlan) -> impl Future<Output = Result<Measured, WorldError>> + Send;
     /// The load's figures over `seconds` as one window (exact percentiles over all its
@@ -116,11 +122,7 @@ pub async fn conduct<W: World>(
 ) -> Result<TrialOutcome, WorldError> {
     world.prepare(plan).await?;
     let mut progress = Progress::new(plan);
-    let mut windows: Vec<FaultWindow> = plan
-        .faults
-        .iter()
-        .map(|f| FaultWindow { name: f.name().to_owned(), started_at: None, reverted_at: None })
-        .collect();
+    let mut windows: Vec<FaultWindow> = plan.faults.iter().map(|f| FaultWindow::pending(f.name())).collect();
     let mut load_start = Timestamp::now();
     let mut clock = Instant::now();
     let mut aborted_by = None;
@@ -227,8 +229,17 @@ pub async fn conduct<W: World>(
                 }
             }
         }
+        if !progress.aborted
+            && let Some(asked) = world.stop_requested().await
+        {
+            told(Milestone::Aborted { rule: asked.clone(), observed: Vec::new() });
+            aborted_by = Some(AbortRecord { rule: asked, observed: Vec::new(), at: Time(Timestamp::now()) });
+            progress.aborted = true;
+            conduct::skip_the_rest(&mut progress);
+            continue;
+        }
         if progress.load_started && !progress.load_stopped && !progress.aborted {
-            let seconds = world.seconds();
+            let seconds = world.seconds().await;
             if let Some(record) = conduct::fired(plan, &seconds, Timestamp::now()) {
                 told(Milestone::Aborted { rule: record.rule.clone(), observed: record.observed.clone() });
                 aborted_by = Some(record);
@@ -252,9 +263,13 @@ async fn judge_run<W: World>(
 ) -> Result<TrialOutcome, WorldError> {
     let measured = world.measured(plan).await?;
     let mut effects = Vec::with_capacity(plan.faults.len());
-    for (fault, window) in plan.faults.iter().zip(windows) {
+    let mut windows = windows.to_vec();
+    for (fault, window) in plan.faults.iter().zip(&mut windows) {
         if window.started_at.is_some() {
-            effects.push(world.effect(fault, window).await?);
+            let effect = world.effect(fault, window).await?;
+            window.observed = Some(effect.observed);
+            window.effect = Some(effect.evidence.clone());
+            effects.push(effect);
         }
     }
     let judged = judge::judge(&measured, &plan.expectations, plan.recovery.as_ref(), plan.faults_span(), &effects);
@@ -295,7 +310,7 @@ async fn judge_run<W: World>(
         verdict,
         message,
         judgement,
-        faults: windows.to_vec(),
+        faults: windows,
         breaker: breaker_figures,
         started_at: load_start,
         finished_at: Timestamp::now(),

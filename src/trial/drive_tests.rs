@@ -18,6 +18,8 @@ struct Scripted {
     started_long_ago: bool,
     /// From this second of the load on, every request fails.
     failing_from: Option<u64>,
+    /// From this second of the load on, a person asks to stop.
+    stop_asked_from: Option<u64>,
     started: Option<Instant>,
     log: Vec<String>,
     active: BTreeSet<String>,
@@ -72,9 +74,14 @@ impl World for Scripted {
         Ok(())
     }
 
-    fn seconds(&mut self) -> Vec<Option<Figures>> {
+    async fn seconds(&mut self) -> Vec<Option<Figures>> {
         let sealed = self.started.map_or(0, |s| s.elapsed().as_secs());
         (0..sealed).map(|s| Some(second(self.error_rate(s)))).collect()
+    }
+
+    async fn stop_requested(&mut self) -> Option<String> {
+        let at = self.started.map_or(0, |s| s.elapsed().as_secs());
+        self.stop_asked_from.filter(|from| at >= *from).map(|_| "asked by a person".to_owned())
     }
 
     async fn measured(&mut self, plan: &TrialPlan) -> Result<Measured, WorldError> {
@@ -154,4 +161,17 @@ async fn an_abort_rule_reverts_at_once_and_names_the_rule() {
     // Seconds 3 and 4 are bad and sealed at 5 s: the load stops before the fault's slot (7 s).
     assert_eq!(world.log, ["load", "stop"]);
     assert!(outcome.faults[0].started_at.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_asked_mid_fault_reverts_it_and_the_run_is_aborted() {
+    // The fault is on from 7 s to 11 s; the stop is asked at 9 s.
+    let mut world = Scripted { stop_asked_from: Some(9), ..Scripted::default() };
+    let outcome = run(&mut world).await;
+    assert_eq!(world.log, ["load", "inject a", "revert a", "stop"]);
+    assert!(world.active.is_empty());
+    assert_eq!(outcome.verdict, Verdict::Aborted);
+    assert!(outcome.message.contains("asked by a person"), "{}", outcome.message);
+    let record = outcome.judgement.aborted_by.expect("the record of the stop");
+    assert_eq!(record.rule, "asked by a person");
 }

@@ -88,6 +88,7 @@ fn namespaced_contract() -> BTreeSet<Grant> {
     let finalizers: Vec<&str> = finalizers.iter().map(String::as_str).collect();
     let mut out = BTreeSet::new();
     out.extend(expect("chaoslab.dev", &PLURALS, &["get", "list", "watch", "patch", "update"]));
+    out.extend(expect("chaoslab.dev", &["loadtests", "podkills", "servicefaults"], &["create"]));
     out.extend(expect("chaoslab.dev", &status, &["get", "patch", "update"]));
     out.extend(expect("chaoslab.dev", &finalizers, &["update"]));
     out.extend(expect("", &["pods"], &["get", "list", "watch", "delete"]));

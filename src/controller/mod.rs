@@ -6,6 +6,7 @@ pub mod conditions;
 pub mod loadtest;
 pub mod podkill;
 pub mod servicefault;
+pub mod trial;
 pub mod unsupported;
 
 use std::sync::Arc;
@@ -46,6 +47,8 @@ pub struct Context {
     pub guard: TargetGuard,
     /// The image and ClusterRole of LoadTest runner pods.
     pub runner: loadtest::build::RunnerSettings,
+    /// The Drills this operator is conducting.
+    pub trials: trial::Runs,
 }
 
 impl Context {
@@ -61,6 +64,7 @@ impl Context {
                 image: format!("chaoslab:{}", env!("CARGO_PKG_VERSION")),
                 role: "chaoslab-runner".into(),
             },
+            trials: trial::Runs::default(),
         }
     }
 

@@ -154,7 +154,7 @@ pub async fn run(config: Config) -> Result<(), OperatorError> {
         controllers.push(servicefault_controller(&client, scope.as_deref(), &ctx, stop.clone()));
         controllers.push(unsupported_controller::<CircuitBreakerTrial>(&client, scope.as_deref(), &ctx, stop.clone()));
         controllers.push(unsupported_controller::<AutoscalingCheck>(&client, scope.as_deref(), &ctx, stop.clone()));
-        controllers.push(unsupported_controller::<Drill>(&client, scope.as_deref(), &ctx, stop.clone()));
+        controllers.push(drill_controller(&client, scope.as_deref(), &ctx, stop.clone()));
     }
     health.set_ready(true);
     tracing::info!(namespaces = ?config.watch_namespaces, opt_in = %config.opt_in, "controllers running");
@@ -270,6 +270,23 @@ fn servicefault_controller(
         .graceful_shutdown_on(stop)
         .run(controller::servicefault::reconcile, controller::error_policy::<ServiceFault>, ctx.clone())
         .for_each(log_result::<ServiceFault>)
+        .boxed()
+}
+
+fn drill_controller(
+    client: &Client,
+    scope: Option<&str>,
+    ctx: &Arc<Context>,
+    stop: Shutdown,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let controller = Controller::new(api_for::<Drill>(client, scope), watcher::Config::default().any_semantic());
+    count_phases(&ctx.metrics, controller.store());
+    // A running Drill is conducted by its own task, which writes its status; the controller
+    // starts runs, ends interrupted ones and cleans up deleted ones.
+    controller
+        .graceful_shutdown_on(stop)
+        .run(controller::trial::reconcile, controller::error_policy::<Drill>, ctx.clone())
+        .for_each(log_result::<Drill>)
         .boxed()
 }
 

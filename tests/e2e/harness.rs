@@ -2,15 +2,26 @@
 //! operator run as a real process with the chart's ServiceAccount token (so RBAC is real).
 
 use std::{
+    convert::Infallible,
     future::Future,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::OnceLock,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::core::v1::Namespace;
-use kube::{Api, Client, api::PostParams};
+use chaoslab::load::protocol::RUN_LABEL;
+use http_body_util::Full;
+use hyper::{Request, Response, body::Bytes, server::conn::http1, service::service_fn};
+use hyper_util::rt::TokioIo;
+use k8s_openapi::api::{batch::v1::Job, core::v1::Namespace};
+use kube::{
+    Api, Client,
+    api::{ListParams, PostParams},
+};
 use serde_json::json;
 
 pub const CHART_NS: &str = "chaoslab-system";
@@ -114,7 +125,8 @@ pub async fn namespace(client: &Client, name: &str, opted_in: bool) {
     if api.get_opt(name).await.expect("get namespace").is_some() {
         // A leftover from an earlier run may hold experiments whose finalizer waits for an
         // operator that is not running; the namespace and all it holds goes, so drop them.
-        let (_, leftovers, _) = run("kubectl", &["-n", name, "get", "podkills,loadtests,servicefaults", "-o", "name"]);
+        let (_, leftovers, _) =
+            run("kubectl", &["-n", name, "get", "podkills,loadtests,servicefaults,drills", "-o", "name"]);
         for obj in leftovers.lines() {
             let _ = run(
                 "kubectl",
@@ -266,4 +278,97 @@ impl Drop for Operator {
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A loopback HTTP server answering `200 ok` after `delay`; counts the requests it answered.
+pub async fn server(delay: Duration) -> (String, Arc<AtomicU64>) {
+    server_with_status(delay, 200).await
+}
+
+/// The same, answering with `status`.
+pub async fn server_with_status(delay: Duration, status: u16) -> (String, Arc<AtomicU64>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/", listener.local_addr().expect("addr"));
+    let count = Arc::new(AtomicU64::new(0));
+    let counted = count.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |_req: Request<hyper::body::Incoming>| {
+                    let counted = counted.clone();
+                    async move {
+                        tokio::time::sleep(delay).await;
+                        counted.fetch_add(1, Ordering::Relaxed);
+                        let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
+                        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    (url, count)
+}
+
+/// A runner process, as a runner pod would run it: the Job's own `CHAOSLAB_RUNNER`, its index,
+/// and the runners' ServiceAccount (so the runner RBAC is real). SIGKILLed when dropped.
+pub struct Runner(Child);
+
+impl Runner {
+    pub fn start(job: &Job, index: u32, kubeconfig: &PathBuf, name: &str) -> Runner {
+        let container = &job.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod spec").containers[0];
+        let config = container
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "CHAOSLAB_RUNNER")
+            .and_then(|e| e.value.clone())
+            .expect("the Job passes CHAOSLAB_RUNNER");
+        assert_eq!(container.args.as_deref(), Some(&["runner".to_owned()][..]), "the pods run `chaoslab runner`");
+        let log = PathBuf::from(env("CHAOSLAB_CLUSTER_DIR")).join(format!("logs/runner-{name}-{index}.log"));
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("runner log");
+        let child = Command::new(env!("CARGO_BIN_EXE_chaoslab"))
+            .arg("runner")
+            .env("CHAOSLAB_RUNNER", config)
+            .env("JOB_COMPLETION_INDEX", index.to_string())
+            .env("KUBECONFIG", kubeconfig)
+            .env("CHAOSLAB_LOG_LEVEL", "chaoslab=debug,info")
+            .stdout(file.try_clone().expect("log handle"))
+            .stderr(file)
+            .spawn()
+            .expect("start a runner");
+        Runner(child)
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    /// Waits for the runner to exit on its own; its exit status.
+    pub async fn exited(mut self, limit: Duration) -> std::process::ExitStatus {
+        wait_for("the runner to exit", limit, || {
+            let status = self.0.try_wait().ok().flatten();
+            async move { status }
+        })
+        .await
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The runner Job of the LoadTest whose UID is `uid`, once the operator created it.
+pub async fn runner_job(client: &Client, ns: &str, uid: &str) -> Job {
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    wait_for("the runner Job", Duration::from_secs(30), || async {
+        jobs.list(&ListParams::default().labels(&format!("{RUN_LABEL}={uid}"))).await.ok()?.items.into_iter().next()
+    })
+    .await
 }

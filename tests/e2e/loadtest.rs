@@ -3,24 +3,12 @@
 //! for the start the operator sets, load a real loopback server and report through their
 //! ConfigMaps; the operator merges the reports into status.
 
-use std::{
-    convert::Infallible,
-    path::PathBuf,
-    process::{Child, Command},
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::atomic::Ordering, time::Duration};
 
 use chaoslab::{
     api::{LoadTest, Phase, Verdict},
     load::protocol::{REPORT_KEY, RUN_LABEL, RunnerReport},
 };
-use http_body_util::Full;
-use hyper::{Request, Response, body::Bytes, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
 use k8s_openapi::api::{batch::v1::Job, core::v1::ConfigMap};
 use kube::{
     Api, Client, ResourceExt,
@@ -28,91 +16,7 @@ use kube::{
 };
 use serde_json::json;
 
-use crate::harness::{Operator, env, lab, token_kubeconfig, wait_for};
-
-/// A loopback HTTP server answering `200 ok` after `delay`; counts the requests it answered.
-async fn server(delay: Duration) -> (String, Arc<AtomicU64>) {
-    server_with_status(delay, 200).await
-}
-
-/// The same, answering with `status`.
-async fn server_with_status(delay: Duration, status: u16) -> (String, Arc<AtomicU64>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/", listener.local_addr().expect("addr"));
-    let count = Arc::new(AtomicU64::new(0));
-    let counted = count.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
-            let counted = counted.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |_req: Request<hyper::body::Incoming>| {
-                    let counted = counted.clone();
-                    async move {
-                        tokio::time::sleep(delay).await;
-                        counted.fetch_add(1, Ordering::Relaxed);
-                        let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
-                        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
-                        Ok::<_, Infallible>(response)
-                    }
-                });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-            });
-        }
-    });
-    (url, count)
-}
-
-/// A runner process, as a runner pod would run it: the Job's own `CHAOSLAB_RUNNER`, its index,
-/// and the runners' ServiceAccount (so the runner RBAC is real). SIGKILLed when dropped.
-struct Runner(Child);
-
-impl Runner {
-    fn start(job: &Job, index: u32, kubeconfig: &PathBuf, name: &str) -> Runner {
-        let container = &job.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod spec").containers[0];
-        let config = container
-            .env
-            .iter()
-            .flatten()
-            .find(|e| e.name == "CHAOSLAB_RUNNER")
-            .and_then(|e| e.value.clone())
-            .expect("the Job passes CHAOSLAB_RUNNER");
-        assert_eq!(container.args.as_deref(), Some(&["runner".to_owned()][..]), "the pods run `chaoslab runner`");
-        let log = PathBuf::from(env("CHAOSLAB_CLUSTER_DIR")).join(format!("logs/runner-{name}-{index}.log"));
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("runner log");
-        let child = Command::new(env!("CARGO_BIN_EXE_chaoslab"))
-            .arg("runner")
-            .env("CHAOSLAB_RUNNER", config)
-            .env("JOB_COMPLETION_INDEX", index.to_string())
-            .env("KUBECONFIG", kubeconfig)
-            .env("CHAOSLAB_LOG_LEVEL", "chaoslab=debug,info")
-            .stdout(file.try_clone().expect("log handle"))
-            .stderr(file)
-            .spawn()
-            .expect("start a runner");
-        Runner(child)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-
-    /// Waits for the runner to exit on its own; its exit status.
-    async fn exited(mut self, limit: Duration) -> std::process::ExitStatus {
-        wait_for("the runner to exit", limit, || {
-            let status = self.0.try_wait().ok().flatten();
-            async move { status }
-        })
-        .await
-    }
-}
-
-impl Drop for Runner {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use crate::harness::{Operator, Runner, lab, runner_job, server, server_with_status, token_kubeconfig, wait_for};
 
 async fn create(client: &Client, ns: &str, name: &str, spec: serde_json::Value) -> Api<LoadTest> {
     let api: Api<LoadTest> = Api::namespaced(client.clone(), ns);
@@ -123,14 +27,6 @@ async fn create(client: &Client, ns: &str, name: &str, spec: serde_json::Value) 
     .expect("LoadTest");
     api.create(&PostParams::default(), &lt).await.expect("create LoadTest");
     api
-}
-
-async fn runner_job(client: &Client, ns: &str, uid: &str) -> Job {
-    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
-    wait_for("the runner Job", Duration::from_secs(30), || async {
-        jobs.list(&ListParams::default().labels(&format!("{RUN_LABEL}={uid}"))).await.ok()?.items.into_iter().next()
-    })
-    .await
 }
 
 async fn finished(api: &Api<LoadTest>, name: &str, limit: Duration) -> LoadTest {

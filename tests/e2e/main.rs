@@ -4,6 +4,7 @@
 
 mod api;
 mod demo;
+mod drill;
 mod harness;
 mod hpa;
 mod loadtest;

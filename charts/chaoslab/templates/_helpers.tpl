@@ -113,6 +113,14 @@ The rules on namespaced objects. docs/install.md explains each one; keep both in
     - autoscalingchecks
     - drills
   verbs: ["get", "list", "watch", "patch", "update"]
+# A Drill runs through the other kinds: it creates a LoadTest for its load and a ServiceFault or
+# PodKill per fault, owned by it (it ends them early with the abort annotation: patch, above).
+- apiGroups: ["chaoslab.dev"]
+  resources:
+    - loadtests
+    - podkills
+    - servicefaults
+  verbs: ["create"]
 # Their status subresource: record phase, verdict and figures.
 - apiGroups: ["chaoslab.dev"]
   resources:

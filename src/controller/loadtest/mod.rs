@@ -172,7 +172,7 @@ async fn follow(
     let selector = format!("{RUN_LABEL}={uid}");
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), ns).list(&ListParams::default().labels(&selector)).await?;
     let job = Api::<Job>::namespaced(ctx.client.clone(), ns).get_opt(&build::job_name(lt)).await?;
-    let reports = read_reports(ctx, ns, &selector, lt).await?;
+    let reports = read_reports(&ctx.client, ns, &selector, lt).await?;
     let failed_indexes = job.as_ref().and_then(|j| j.status.as_ref()).and_then(|s| s.failed_indexes.clone());
     let crashed = parse_indexes(failed_indexes.as_deref().unwrap_or(""));
     let records = runner_records(n, &pods.items, &reports, &crashed);
@@ -395,14 +395,13 @@ async fn refuse(
 
 /// The reports of this run's runners by index. A report that cannot be read is logged and left
 /// out: its runner then shows as not reported rather than failing the whole reconcile.
-async fn read_reports(
-    ctx: &Context,
+pub(crate) async fn read_reports(
+    client: &kube::Client,
     ns: &str,
     selector: &str,
     lt: &LoadTest,
 ) -> Result<BTreeMap<u32, RunnerReport>, Error> {
-    let maps =
-        Api::<ConfigMap>::namespaced(ctx.client.clone(), ns).list(&ListParams::default().labels(selector)).await?;
+    let maps = Api::<ConfigMap>::namespaced(client.clone(), ns).list(&ListParams::default().labels(selector)).await?;
     let mut out = BTreeMap::new();
     for cm in maps.items.iter().filter(|cm| build::owned_by(*cm, lt)) {
         let Some(bytes) = cm.binary_data.as_ref().and_then(|d| d.get(REPORT_KEY)) else { continue };

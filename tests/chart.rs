@@ -99,6 +99,7 @@ fn namespaced_contract() -> BTreeSet<Grant> {
     out.extend(expect("", &["configmaps"], &["get", "list", "watch", "create", "update", "patch", "delete"]));
     out.extend(expect("", &["services"], &["get", "create", "patch", "delete"]));
     out.extend(expect("apps", &["deployments"], &["get", "list", "watch", "create", "delete"]));
+    out.extend(expect("autoscaling", &["horizontalpodautoscalers"], &["get", "list"]));
     out.extend(expect("discovery.k8s.io", &["endpointslices"], &["list"]));
     out.extend(expect("", &["serviceaccounts"], &["get", "create"]));
     out.extend(expect("rbac.authorization.k8s.io", &["rolebindings"], &["get", "create"]));

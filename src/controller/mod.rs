@@ -2,6 +2,7 @@
 //! server-side apply, conditions and Events. Each kind's controller follows
 //! dereference → validate → build (pure, in `domain`) → apply → update status.
 
+pub mod autoscaling;
 pub mod conditions;
 pub mod loadtest;
 pub mod podkill;

@@ -21,12 +21,9 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 
 use crate::{
-    api::{AutoscalingCheck, CircuitBreakerTrial, Drill, Experiment, LoadTest, PodKill, ServiceFault},
+    api::{CircuitBreakerTrial, Experiment, LoadTest, PodKill, ServiceFault},
     controller::{self, Context},
-    domain::{
-        guard::{OptInLabel, TargetGuard},
-        spec_check::SpecCheck,
-    },
+    domain::guard::{OptInLabel, TargetGuard},
     load::protocol::RUN_LABEL,
     metrics::Metrics,
 };
@@ -152,9 +149,27 @@ pub async fn run(config: Config) -> Result<(), OperatorError> {
         controllers.push(podkill_controller(&client, scope.as_deref(), &ctx, stop.clone()));
         controllers.push(loadtest_controller(&client, scope.as_deref(), &ctx, stop.clone()));
         controllers.push(servicefault_controller(&client, scope.as_deref(), &ctx, stop.clone()));
-        controllers.push(unsupported_controller::<CircuitBreakerTrial>(&client, scope.as_deref(), &ctx, stop.clone()));
-        controllers.push(unsupported_controller::<AutoscalingCheck>(&client, scope.as_deref(), &ctx, stop.clone()));
-        controllers.push(drill_controller(&client, scope.as_deref(), &ctx, stop.clone()));
+        controllers.push(plain_controller(
+            &client,
+            scope.as_deref(),
+            &ctx,
+            stop.clone(),
+            controller::unsupported::reconcile::<CircuitBreakerTrial>,
+        ));
+        controllers.push(plain_controller(
+            &client,
+            scope.as_deref(),
+            &ctx,
+            stop.clone(),
+            controller::autoscaling::reconcile,
+        ));
+        controllers.push(plain_controller(
+            &client,
+            scope.as_deref(),
+            &ctx,
+            stop.clone(),
+            controller::trial::drill::reconcile,
+        ));
     }
     health.set_ready(true);
     tracing::info!(namespaces = ?config.watch_namespaces, opt_in = %config.opt_in, "controllers running");
@@ -273,34 +288,25 @@ fn servicefault_controller(
         .boxed()
 }
 
-fn drill_controller(
+/// A controller of `K` that watches only `K` itself: the judged kinds (whose runs are
+/// conducted by tasks that write their status) and the kinds not run yet.
+fn plain_controller<K, F, Fut>(
     client: &Client,
     scope: Option<&str>,
     ctx: &Arc<Context>,
     stop: Shutdown,
-) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    let controller = Controller::new(api_for::<Drill>(client, scope), watcher::Config::default().any_semantic());
-    count_phases(&ctx.metrics, controller.store());
-    // A running Drill is conducted by its own task, which writes its status; the controller
-    // starts runs, ends interrupted ones and cleans up deleted ones.
-    controller
-        .graceful_shutdown_on(stop)
-        .run(controller::trial::reconcile, controller::error_policy::<Drill>, ctx.clone())
-        .for_each(log_result::<Drill>)
-        .boxed()
-}
-
-fn unsupported_controller<K: Experiment + SpecCheck>(
-    client: &Client,
-    scope: Option<&str>,
-    ctx: &Arc<Context>,
-    stop: Shutdown,
-) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    reconcile: F,
+) -> Pin<Box<dyn Future<Output = ()> + Send>>
+where
+    K: Experiment,
+    F: FnMut(Arc<K>, Arc<Context>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Action, controller::Error>> + Send + 'static,
+{
     let controller = Controller::new(api_for::<K>(client, scope), watcher::Config::default().any_semantic());
     count_phases(&ctx.metrics, controller.store());
     controller
         .graceful_shutdown_on(stop)
-        .run(controller::unsupported::reconcile::<K>, controller::error_policy::<K>, ctx.clone())
+        .run(reconcile, controller::error_policy::<K>, ctx.clone())
         .for_each(log_result::<K>)
         .boxed()
 }

@@ -9,7 +9,10 @@ use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::plan::TrialPlan;
-use crate::{api::figures::AbortRecord, load::verdict::Figures};
+use crate::{
+    api::figures::{AbortRecord, AbortRule},
+    load::verdict::Figures,
+};
 
 /// Where one fault stands.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,9 +105,9 @@ pub fn skip_the_rest(progress: &mut Progress) {
 
 /// The first abort rule that fires on the seconds measured so far (consecutive from the load's
 /// start; the first unmeasured second ends what is looked at).
-pub fn fired(plan: &TrialPlan, seconds: &[Option<Figures>], now: Timestamp) -> Option<AbortRecord> {
+pub fn fired(rules: &[AbortRule], seconds: &[Option<Figures>], now: Timestamp) -> Option<AbortRecord> {
     let measured: Vec<Figures> = seconds.iter().map_while(Clone::clone).collect();
-    plan.abort_when.iter().find_map(|rule| {
+    rules.iter().find_map(|rule| {
         crate::load::verdict::abort_fires(&rule.when, rule.r#for.as_std().as_secs(), &measured)
             .map(|observed| AbortRecord { rule: rule.when.clone(), observed, at: Time(now) })
     })
@@ -192,10 +195,10 @@ mod tests {
         let bad = Figures { error_rate: 0.9, total: 10, ..Figures::default() };
         let good = Figures { error_rate: 0.0, total: 10, ..Figures::default() };
         let now = Timestamp::UNIX_EPOCH;
-        assert_eq!(fired(&plan, &[Some(good.clone()), Some(bad.clone())], now), None);
-        let record = fired(&plan, &[Some(good.clone()), Some(bad.clone()), Some(bad.clone())], now).unwrap();
+        assert_eq!(fired(&plan.abort_when, &[Some(good.clone()), Some(bad.clone())], now), None);
+        let record = fired(&plan.abort_when, &[Some(good.clone()), Some(bad.clone()), Some(bad.clone())], now).unwrap();
         assert_eq!((record.rule.as_str(), record.observed), ("errorRate > 50%", vec!["90%".into(), "90%".into()]));
         // A gap ends what is looked at: the two bad seconds after it do not count yet.
-        assert_eq!(fired(&plan, &[Some(good), None, Some(bad.clone()), Some(bad)], now), None);
+        assert_eq!(fired(&plan.abort_when, &[Some(good), None, Some(bad.clone()), Some(bad)], now), None);
     }
 }

@@ -240,7 +240,7 @@ pub async fn conduct<W: World>(
         }
         if progress.load_started && !progress.load_stopped && !progress.aborted {
             let seconds = world.seconds().await;
-            if let Some(record) = conduct::fired(plan, &seconds, Timestamp::now()) {
+            if let Some(record) = conduct::fired(&plan.abort_when, &seconds, Timestamp::now()) {
                 told(Milestone::Aborted { rule: record.rule.clone(), observed: record.observed.clone() });
                 aborted_by = Some(record);
                 progress.aborted = true;

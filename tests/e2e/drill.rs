@@ -9,11 +9,11 @@ use chaoslab::api::{Drill, LoadTest, Phase, PodKill, ServiceFault, Verdict, figu
 use k8s_openapi::api::core::v1::Service;
 use kube::{
     Api, Client, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, Patch, PatchParams},
 };
 use serde_json::json;
 
-use crate::harness::{Operator, Runner, apply, lab, runner_job, server, token_kubeconfig, wait_for};
+use crate::harness::{Operator, Runner, apply, create, finished, lab, runner_job, server, token_kubeconfig, wait_for};
 
 /// Deployment `web` (3 pods) behind Service `web`.
 async fn target(ns: &str) -> Client {
@@ -22,17 +22,6 @@ async fn target(ns: &str) -> Client {
         "apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  selector: {{app: web}}\n  ports:\n  - {{name: http, port: 80, targetPort: 8080}}\n"
     ));
     client
-}
-
-async fn create(client: &Client, ns: &str, name: &str, spec: serde_json::Value) -> Api<Drill> {
-    let api: Api<Drill> = Api::namespaced(client.clone(), ns);
-    let drill: Drill = serde_json::from_value(json!({
-        "apiVersion": "chaoslab.dev/v1alpha1", "kind": "Drill",
-        "metadata": {"name": name, "namespace": ns}, "spec": spec,
-    }))
-    .expect("a Drill");
-    api.create(&PostParams::default(), &drill).await.expect("create the Drill");
-    api
 }
 
 /// Starts the runner of the Drill's load once the operator has created its LoadTest and Job.
@@ -49,15 +38,6 @@ fn run_the_load(client: &Client, ns: &str, drill: &str) -> tokio::task::JoinHand
     })
 }
 
-async fn finished(api: &Api<Drill>, name: &str, limit: Duration) -> Drill {
-    wait_for(&format!("Drill {name} to finish"), limit, || async {
-        let d = api.get(name).await.ok()?;
-        d.status.as_ref()?.run.phase.filter(|p| p.is_terminal())?;
-        Some(d)
-    })
-    .await
-}
-
 fn selector(svc: &Service) -> BTreeMap<String, String> {
     svc.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default()
 }
@@ -70,7 +50,7 @@ async fn a_drill_runs_its_phases_with_a_pod_kill_and_a_service_fault_and_reverts
     let before = services.get("web").await.expect("the Service");
     let (url, answered) = server(Duration::from_millis(2)).await;
     let _operator = Operator::start("drill", &[ns]);
-    let api = create(
+    let api = create::<Drill>(
         &client,
         ns,
         "gameday",
@@ -194,7 +174,7 @@ async fn an_operator_killed_mid_drill_leaves_no_fault_behind() {
 /// injected.
 async fn mid_fault(client: &Client, ns: &str, name: &str) -> (Api<Drill>, tokio::task::JoinHandle<Runner>) {
     let (url, _) = server(Duration::from_millis(1)).await;
-    let api = create(
+    let api = create::<Drill>(
         client,
         ns,
         name,

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chaoslab::load::protocol::RUN_LABEL;
+use chaoslab::{api::Experiment, load::protocol::RUN_LABEL};
 use http_body_util::Full;
 use hyper::{Request, Response, body::Bytes, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
@@ -369,6 +369,28 @@ pub async fn runner_job(client: &Client, ns: &str, uid: &str) -> Job {
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     wait_for("the runner Job", Duration::from_secs(30), || async {
         jobs.list(&ListParams::default().labels(&format!("{RUN_LABEL}={uid}"))).await.ok()?.items.into_iter().next()
+    })
+    .await
+}
+
+/// Creates the experiment `K` named `name` with `spec`.
+pub async fn create<K: Experiment>(client: &Client, ns: &str, name: &str, spec: serde_json::Value) -> Api<K> {
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let obj: K = serde_json::from_value(json!({
+        "apiVersion": "chaoslab.dev/v1alpha1", "kind": K::KIND,
+        "metadata": {"name": name, "namespace": ns}, "spec": spec,
+    }))
+    .unwrap_or_else(|e| panic!("a {}: {e}", K::KIND));
+    api.create(&PostParams::default(), &obj).await.unwrap_or_else(|e| panic!("create the {} {name}: {e}", K::KIND));
+    api
+}
+
+/// The experiment `name` once it has ended (a terminal phase), within `limit`.
+pub async fn finished<K: Experiment>(api: &Api<K>, name: &str, limit: Duration) -> K {
+    wait_for(&format!("{} {name} to finish", K::KIND), limit, || async {
+        let obj = api.get(name).await.ok()?;
+        obj.run_status()?.phase.filter(|p| p.is_terminal())?;
+        Some(obj)
     })
     .await
 }

@@ -10,34 +10,12 @@ use chaoslab::{
     load::protocol::{REPORT_KEY, RUN_LABEL, RunnerReport},
 };
 use k8s_openapi::api::{batch::v1::Job, core::v1::ConfigMap};
-use kube::{
-    Api, Client, ResourceExt,
-    api::{ListParams, PostParams},
-};
+use kube::{Api, ResourceExt, api::ListParams};
 use serde_json::json;
 
-use crate::harness::{Operator, Runner, lab, runner_job, server, server_with_status, token_kubeconfig, wait_for};
-
-async fn create(client: &Client, ns: &str, name: &str, spec: serde_json::Value) -> Api<LoadTest> {
-    let api: Api<LoadTest> = Api::namespaced(client.clone(), ns);
-    let lt: LoadTest = serde_json::from_value(json!({
-        "apiVersion": "chaoslab.dev/v1alpha1", "kind": "LoadTest",
-        "metadata": {"name": name, "namespace": ns}, "spec": spec,
-    }))
-    .expect("LoadTest");
-    api.create(&PostParams::default(), &lt).await.expect("create LoadTest");
-    api
-}
-
-async fn finished(api: &Api<LoadTest>, name: &str, limit: Duration) -> LoadTest {
-    wait_for("the LoadTest to finish", limit, || async {
-        api.get(name)
-            .await
-            .ok()
-            .filter(|lt| lt.status.as_ref().and_then(|s| s.run.phase).is_some_and(Phase::is_terminal))
-    })
-    .await
-}
+use crate::harness::{
+    Operator, Runner, create, finished, lab, runner_job, server, server_with_status, token_kubeconfig, wait_for,
+};
 
 #[tokio::test]
 async fn runners_report_and_the_operator_merges_a_load_test() {
@@ -45,7 +23,7 @@ async fn runners_report_and_the_operator_merges_a_load_test() {
     let client = lab(ns, true, "web", 1).await;
     let (url, answered) = server(Duration::from_millis(2)).await;
     let _operator = Operator::start("load", &[ns]);
-    let api = create(
+    let api = create::<LoadTest>(
         &client,
         ns,
         "steady",
@@ -121,7 +99,7 @@ async fn a_restarted_runner_resumes_and_the_run_still_ends() {
     let client = lab(ns, true, "web", 1).await;
     let (url, _) = server(Duration::from_millis(1)).await;
     let _operator = Operator::start("load-restart", &[ns]);
-    let api = create(
+    let api = create::<LoadTest>(
         &client,
         ns,
         "bumpy",
@@ -160,7 +138,7 @@ async fn an_abort_rule_stops_the_run_and_says_why() {
     let client = lab(ns, true, "web", 1).await;
     let (url, _) = server_with_status(Duration::from_millis(1), 503).await;
     let _operator = Operator::start("load-abort", &[ns]);
-    let api = create(
+    let api = create::<LoadTest>(
         &client,
         ns,
         "failing",

@@ -7,37 +7,17 @@ use chaoslab::api::{
     podkill::{KillAction, Recovery},
 };
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::{Api, Client, api::PostParams};
+use kube::Api;
 use serde_json::json;
 
-use crate::harness::{Operator, apply, client, lab, namespace, wait_for};
-
-async fn create(client: &Client, ns: &str, name: &str, spec: serde_json::Value) -> Api<PodKill> {
-    let api: Api<PodKill> = Api::namespaced(client.clone(), ns);
-    let pk: PodKill = serde_json::from_value(json!({
-        "apiVersion": "chaoslab.dev/v1alpha1", "kind": "PodKill",
-        "metadata": {"name": name, "namespace": ns}, "spec": spec
-    }))
-    .expect("a PodKill");
-    api.create(&PostParams::default(), &pk).await.expect("create PodKill");
-    api
-}
-
-async fn finished(api: &Api<PodKill>, name: &str, limit: Duration) -> PodKill {
-    wait_for(&format!("PodKill {name} to finish"), limit, || async {
-        let pk = api.get(name).await.ok()?;
-        pk.status.as_ref()?.run.phase.filter(|p| p.is_terminal())?;
-        Some(pk)
-    })
-    .await
-}
+use crate::harness::{Operator, apply, client, create, finished, lab, namespace, wait_for};
 
 #[tokio::test]
 async fn a_podkill_deletes_a_pod_and_passes_with_recovery_times() {
     let ns = "e2e-podkill";
     let client = lab(ns, true, "web", 3).await;
     let operator = Operator::start("podkill", &[ns]);
-    let api = create(&client, ns, "kill-two", json!({"selector": {"matchLabels": {"app": "web"}}, "mode": "fixed", "value": 2, "recoveryDeadline": "60s", "seed": 11})).await;
+    let api = create::<PodKill>(&client, ns, "kill-two", json!({"selector": {"matchLabels": {"app": "web"}}, "mode": "fixed", "value": 2, "recoveryDeadline": "60s", "seed": 11})).await;
     let pk = finished(&api, "kill-two", Duration::from_secs(90)).await;
     let st = pk.status.expect("status");
     assert_eq!(st.run.phase, Some(Phase::Succeeded), "{:?}\n{}", st.run.message, operator.log());
@@ -103,8 +83,13 @@ async fn an_eviction_blocked_by_a_disruption_budget_is_recorded_and_inconclusive
     })
     .await;
     let _operator = Operator::start("evict", &[ns]);
-    let api =
-        create(&client, ns, "evict-one", json!({"selector": {"matchLabels": {"app": "web"}}, "method": "evict"})).await;
+    let api = create::<PodKill>(
+        &client,
+        ns,
+        "evict-one",
+        json!({"selector": {"matchLabels": {"app": "web"}}, "method": "evict"}),
+    )
+    .await;
     let st = finished(&api, "evict-one", Duration::from_secs(60)).await.status.expect("status");
     assert_eq!(st.run.verdict, Some(Verdict::Inconclusive), "{:?}", st.run.message);
     assert_eq!(st.targets.len(), 1);
@@ -124,7 +109,7 @@ async fn a_namespace_that_did_not_opt_in_is_refused_with_a_condition() {
     let ns = "e2e-optout";
     let client = lab(ns, false, "web", 1).await;
     let _operator = Operator::start("optout", &[ns]);
-    let api = create(&client, ns, "refused", json!({"selector": {"matchLabels": {"app": "web"}}})).await;
+    let api = create::<PodKill>(&client, ns, "refused", json!({"selector": {"matchLabels": {"app": "web"}}})).await;
     let st = finished(&api, "refused", Duration::from_secs(30)).await.status.expect("status");
     assert_eq!((st.run.phase, st.run.verdict), (Some(Phase::Failed), Some(Verdict::Error)));
     let accepted = st.run.conditions.iter().find(|c| c.type_ == "Accepted").expect("Accepted condition");
@@ -153,7 +138,7 @@ async fn a_killed_operator_resumes_a_repeated_podkill_without_extra_kills() {
     let ns = "e2e-crash";
     let client = lab(ns, true, "web", 4).await;
     let operator = Operator::start("crash", &[ns]);
-    let api = create(&client, ns, "rounds", json!({"selector": {"matchLabels": {"app": "web"}}, "interval": "4s", "duration": "12s", "recoveryDeadline": "60s"})).await;
+    let api = create::<PodKill>(&client, ns, "rounds", json!({"selector": {"matchLabels": {"app": "web"}}, "interval": "4s", "duration": "12s", "recoveryDeadline": "60s"})).await;
     // Kill the operator (SIGKILL) after the first round's kill is recorded, in the middle of the
     // run. Waiting only for the round would race the kill itself: an operator stopped between
     // writing the plan and recording the kill finds the pod gone on resume and, unable to prove
@@ -186,7 +171,7 @@ async fn deleting_a_running_podkill_ends_at_once() {
     let ns = "e2e-delete";
     let client = lab(ns, true, "web", 3).await;
     let _operator = Operator::start("delete", &[ns]);
-    let api = create(
+    let api = create::<PodKill>(
         &client,
         ns,
         "long",
@@ -229,9 +214,13 @@ async fn deleting_the_target_deployment_mid_run_never_blocks() {
     crate::harness::kubectl(&["cordon", node]);
     let _uncordon = Cordoned(node);
     let _operator = Operator::start("owner-gone", &[ns]);
-    let api =
-        create(&client, ns, "orphan", json!({"selector": {"matchLabels": {"app": "web"}}, "recoveryDeadline": "10m"}))
-            .await;
+    let api = create::<PodKill>(
+        &client,
+        ns,
+        "orphan",
+        json!({"selector": {"matchLabels": {"app": "web"}}, "recoveryDeadline": "10m"}),
+    )
+    .await;
     wait_for("the kill", Duration::from_secs(30), || async {
         (api.get("orphan").await.ok()?.status?.killed? >= 1).then_some(())
     })

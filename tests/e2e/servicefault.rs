@@ -14,7 +14,7 @@ use kube::{
 };
 use serde_json::json;
 
-use crate::harness::{Operator, apply, kubectl, lab, wait_for};
+use crate::harness::{Operator, apply, finished, kubectl, lab, wait_for};
 
 const PROXY_LABEL: &str = "chaoslab.dev/proxy";
 
@@ -42,15 +42,6 @@ async fn create(client: &Client, ns: &str, name: &str, duration: &str) -> Api<Se
     .expect("a ServiceFault");
     api.create(&PostParams::default(), &sf).await.expect("create ServiceFault");
     api
-}
-
-async fn finished(api: &Api<ServiceFault>, name: &str, limit: Duration) -> ServiceFault {
-    wait_for(&format!("ServiceFault {name} to finish"), limit, || async {
-        let sf = api.get(name).await.ok()?;
-        sf.status.as_ref()?.run.phase.filter(|p| p.is_terminal())?;
-        Some(sf)
-    })
-    .await
 }
 
 async fn reached(api: &Api<ServiceFault>, name: &str, step: &str) -> ServiceFault {

@@ -175,6 +175,10 @@ The rules on namespaced objects. docs/install.md explains each one; keep both in
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "delete"]
+# AutoscalingCheck: find the HPA that scales the Deployment and sample its desired count.
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "list"]
 # ServiceFault: injection begins when the target's endpoints are the proxy's pods.
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]

@@ -1,0 +1,299 @@
+//! The AutoscalingCheck controller: checks that the Deployment, its HPA and the metrics the HPA
+//! needs are there (a clear refusal, never a hang), then runs the load as a child LoadTest,
+//! samples desired and ready replicas every second into a bounded timeline, follows scale-down
+//! after the load, and judges with [`crate::trial::scaling`].
+
+pub mod build;
+
+use std::{sync::Arc, time::Duration};
+
+use k8s_openapi::{
+    api::{apps::v1::Deployment, autoscaling::v2::HorizontalPodAutoscaler},
+    apimachinery::pkg::apis::meta::v1::Time,
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::ListParams,
+    runtime::{controller::Action, finalizer, finalizer::Event as FinalizerEvent},
+};
+use tokio::time::{Instant, sleep};
+
+use super::{
+    Context, Error, FINALIZER, abort_requested, conditions, namespace_labels, namespace_of, publish,
+    trial::{JudgedRun, RECHECK, build::end, children, cleanup, conclude, finish, interrupted, load::ChildLoad},
+    write_status,
+};
+use crate::{
+    api::{
+        AutoscalingCheck, Phase, Verdict,
+        figures::AbortRecord,
+        load::LoadModel,
+        trial::{AutoscalingCheckStatus, ReplicaSample},
+    },
+    domain::{Note, spec_check::SpecCheck},
+    load::stages::{Plan, expand},
+    trial::{
+        conduct::fired,
+        drive::{WorldError, at},
+        judge::verdict_of,
+        scaling::{self, ScalingRun},
+    },
+};
+
+/// How often replicas are sampled.
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// How long scale-down is watched when the spec does not say (the HPA's default window is 5m).
+const DEFAULT_OBSERVE_SCALE_DOWN: Duration = Duration::from_secs(360);
+
+pub async fn reconcile(check: Arc<AutoscalingCheck>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_started("AutoscalingCheck");
+    let ns = namespace_of(check.as_ref())?;
+    let api: Api<AutoscalingCheck> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER, check, |event| async {
+        match event {
+            FinalizerEvent::Apply(check) => apply(&check, &ctx, &api, &ns).await,
+            FinalizerEvent::Cleanup(check) => cleanup(check.as_ref(), &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// What the check found before it started.
+struct Target {
+    plan: Plan,
+    min_replicas: i32,
+    stabilization: Duration,
+    hpa: String,
+}
+
+async fn apply(
+    check: &AutoscalingCheck,
+    ctx: &Arc<Context>,
+    api: &Api<AutoscalingCheck>,
+    ns: &str,
+) -> Result<Action, Error> {
+    let now = Timestamp::now();
+    let mut st = check.current();
+    let phase = st.run.phase.unwrap_or_default();
+    if phase.is_terminal() {
+        return Ok(Action::await_change());
+    }
+    if phase == Phase::Running {
+        if ctx.trials.conducting(&check.uid().unwrap_or_default()) {
+            return Ok(Action::requeue(RECHECK));
+        }
+        return interrupted(check, ctx, api, now).await;
+    }
+    let labels = namespace_labels(&ctx.client, ns).await?;
+    let checked = ctx
+        .guard
+        .check(ns, &labels)
+        .map_err(|r| (r.reason(), r.to_string()))
+        .and_then(|()| check.check_spec().map_err(|m| ("InvalidSpec", m)))
+        .and_then(|()| expand(&check.spec.load, None).map_err(|e| ("InvalidSpec", format!("spec.{e}"))));
+    let plan = match checked {
+        Ok(plan) => plan,
+        Err((reason, message)) => return finish(check, ctx, api, Verdict::Error, reason, message, now).await,
+    };
+    let target = match preflight(check, ctx, ns, plan).await? {
+        Ok(target) => target,
+        Err((reason, message)) => return finish(check, ctx, api, Verdict::Error, reason, message, now).await,
+    };
+    if abort_requested(check) {
+        let message = "aborted before it started: nothing was done".to_owned();
+        return finish(check, ctx, api, Verdict::Aborted, "Aborted", message, now).await;
+    }
+    st.run.phase = Some(Phase::Running);
+    st.run.started_at = Some(Time(now));
+    let message = format!(
+        "the load's runners are starting; watching HPA {} scale Deployment {} (min {} replicas)",
+        target.hpa, check.spec.target.deployment, target.min_replicas
+    );
+    st.run.message = Some(message.clone());
+    let generation = check.meta().generation;
+    let accepted = "spec valid, namespace opted in, Deployment, HPA and metrics found";
+    conditions::set(&mut st.run.conditions, conditions::ACCEPTED, true, "Accepted", accepted, generation, now);
+    conditions::refresh(&mut st.run, generation, now);
+    write_status(api, &check.name_any(), &st).await?;
+    publish(ctx, check, &[Note::normal("Started", message)]).await;
+    let handle = tokio::spawn(run(check.clone(), target, Arc::clone(ctx), st));
+    ctx.trials.insert(check.uid().unwrap_or_default(), handle);
+    Ok(Action::requeue(RECHECK))
+}
+
+/// The Deployment, its HPA and the metrics API the HPA reads: each missing one is a refusal
+/// that names it.
+async fn preflight(
+    check: &AutoscalingCheck,
+    ctx: &Context,
+    ns: &str,
+    plan: Plan,
+) -> Result<Result<Target, (&'static str, String)>, Error> {
+    let target = &check.spec.target;
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    if deployments.get_opt(&target.deployment).await?.is_none() {
+        let message = format!("spec.target.deployment: no Deployment named {:?} in namespace {ns}", target.deployment);
+        return Ok(Err(("TargetNotFound", message)));
+    }
+    let hpas = Api::<HorizontalPodAutoscaler>::namespaced(ctx.client.clone(), ns).list(&ListParams::default()).await?;
+    let hpa = match build::hpa_for(target, &hpas.items) {
+        Ok(hpa) => hpa,
+        Err(message) => return Ok(Err(("NoAutoscaler", message))),
+    };
+    if build::needs_resource_metrics(hpa) {
+        let groups = ctx.client.list_api_groups().await?;
+        if !groups.groups.iter().any(|g| g.name == "metrics.k8s.io") {
+            let message = format!(
+                "the HPA {} scales on CPU or memory, but this cluster serves no resource metrics API (metrics.k8s.io): install metrics-server",
+                hpa.name_any()
+            );
+            return Ok(Err(("NoMetricsAPI", message)));
+        }
+    }
+    Ok(Ok(Target {
+        plan,
+        min_replicas: build::min_replicas(hpa),
+        stabilization: build::scale_down_stabilization(hpa),
+        hpa: hpa.name_any(),
+    }))
+}
+
+/// The run: load, samples, scale-down, judgement.
+async fn run(check: AutoscalingCheck, target: Target, ctx: Arc<Context>, mut st: AutoscalingCheckStatus) {
+    let generation = check.meta().generation;
+    match sample_the_run(&check, &target, &ctx, &mut st).await {
+        Ok(()) => {}
+        Err(e) => {
+            if let Ok(children) = children(&ctx, &check)
+                && let Err(error) = children.end_all().await
+            {
+                tracing::warn!(check = %check.name_any(), %error, "ending the children of a failed check");
+            }
+            end(&mut st.run, Verdict::Error, e.0, Timestamp::now(), generation);
+        }
+    }
+    conclude(&check, &ctx, st).await;
+}
+
+async fn sample_the_run(
+    check: &AutoscalingCheck,
+    target: &Target,
+    ctx: &Context,
+    st: &mut AutoscalingCheckStatus,
+) -> Result<(), WorldError> {
+    let name = check.name_any();
+    let ns = check.namespace().unwrap_or_default();
+    let api: Api<AutoscalingCheck> = Api::namespaced(ctx.client.clone(), &ns);
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.client.clone(), &ns);
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let kids = children(ctx, check).map_err(|e| WorldError(e.to_string()))?;
+    let read = |what: &str, e: kube::Error| WorldError(format!("cannot read the {what}: {e}"));
+    let take_sample = || async {
+        let hpa = hpas.get(&target.hpa).await.map_err(|e| read("HPA", e))?;
+        let deployment = deployments.get(&check.spec.target.deployment).await.map_err(|e| read("Deployment", e))?;
+        Ok::<_, WorldError>(build::sample(&hpa, &deployment, Timestamp::now()))
+    };
+    // The count before the load: what a scale-up is measured from.
+    build::record(&mut st.timeline, take_sample().await?);
+    let seconds = target.plan.total_duration().as_secs();
+    let mut load = ChildLoad::start(&kids, check.spec.load.clone(), seconds).await?;
+    let load_start = load.starts_at;
+    let open = check.spec.load.model == LoadModel::Open;
+    let rate =
+        |from: u64, to: u64| open.then(|| target.plan.level_at(Duration::from_secs_f64((from + to) as f64 / 2.0)));
+    let observe = check.spec.observe_scale_down_for.map_or(DEFAULT_OBSERVE_SCALE_DOWN, |d| d.as_std());
+    let mut load_end = load.ends_at;
+    let mut observed_until = at(load_end, observe);
+    let mut aborted: Option<AbortRecord> = None;
+    let mut load_stopped = false;
+    let mut scaled_up = false;
+    let mut written = st.timeline.len();
+    loop {
+        let tick = Instant::now();
+        let sample = take_sample().await?;
+        let now = sample.at.0;
+        let first = st.timeline.first().map_or(sample.desired, |s| s.desired);
+        scaled_up |= sample.desired > first;
+        let back_down = scaled_up && sample.desired <= target.min_replicas;
+        if !build::record(&mut st.timeline, sample) {
+            tracing::warn!(check = %name, "the replica timeline is full; the check ends here");
+            observed_until = now;
+        }
+        if !load_stopped {
+            load.read(false).await?;
+            if aborted.is_none() {
+                aborted = fired(&check.spec.abort_when, &load.per_second(&rate), now);
+                if aborted.is_none()
+                    && let Ok(Some(c)) = api.get_opt(&name).await
+                    && (abort_requested(&c) || c.meta().deletion_timestamp.is_some())
+                {
+                    let rule = "the chaoslab.dev/abort annotation or a deletion".to_owned();
+                    aborted = Some(AbortRecord { rule, observed: Vec::new(), at: Time(now) });
+                }
+            }
+            if aborted.is_some() || now >= load.ends_at {
+                load.stop().await?;
+                load_stopped = true;
+                load_end = load_end.min(now);
+                observed_until = if aborted.is_some() { now } else { at(load_end, observe) };
+            }
+        }
+        if st.timeline.len() != written {
+            written = st.timeline.len();
+            st.run.message = Some(progress(st.timeline.last(), load_start, load_stopped));
+            if let Err(error) = write_status(&api, &name, &*st).await {
+                tracing::warn!(check = %name, %error, "the timeline was not written");
+            }
+        }
+        // After the load: until the count is back at the minimum, or never went up, or the
+        // watch is over.
+        if load_stopped && (back_down || !scaled_up || now >= observed_until) {
+            observed_until = observed_until.min(now);
+            break;
+        }
+        sleep(SAMPLE_EVERY.saturating_sub(tick.elapsed())).await;
+    }
+    load.read(true).await?;
+    let steady = build::steady_windows(&target.plan, load_start)
+        .into_iter()
+        .map(|(from, to)| (from, to.min(load_end)))
+        .filter(|(from, to)| from < to)
+        .collect();
+    let scaling_run = ScalingRun {
+        load_start,
+        load_end,
+        observed_until,
+        min_replicas: target.min_replicas,
+        scale_down_stabilization: target.stabilization,
+        steady,
+    };
+    let judged = scaling::figures(&st.timeline, &scaling_run);
+    let (from, to) = judged.scale_up_window;
+    let seconds_of = |t: Timestamp| Duration::try_from(t.duration_since(load_start)).unwrap_or_default().as_secs();
+    let scale_up_load = load.figures_over(seconds_of(from)..seconds_of(to).max(seconds_of(from) + 1), &rate)?;
+    let judged = scaling::judge(judged, &scaling_run, &check.spec.expect, scale_up_load.as_ref());
+    build::figures_into(st, &judged);
+    let (mut verdict, mut message) = verdict_of(&judged.expectations, &[]);
+    if let Some(record) = &aborted {
+        verdict = Verdict::Aborted;
+        message = if record.observed.is_empty() {
+            format!("aborted by {}", record.rule)
+        } else {
+            format!("aborted by the rule `{}` (observed {})", record.rule, record.observed.join(", "))
+        };
+    }
+    st.judgement.expectations = judged.expectations;
+    st.judgement.aborted_by = aborted;
+    end(&mut st.run, verdict, message, Timestamp::now(), check.meta().generation);
+    Ok(())
+}
+
+/// `3 desired, 2 ready, 42s into the load`
+fn progress(last: Option<&ReplicaSample>, load_start: Timestamp, load_stopped: bool) -> String {
+    let (desired, ready) = last.map_or((0, 0), |s| (s.desired, s.ready));
+    let secs = Duration::try_from(Timestamp::now().duration_since(load_start)).unwrap_or_default().as_secs();
+    let when = if load_stopped { "watching scale-down" } else { "under load" };
+    format!("{desired} desired, {ready} ready, {secs}s after the load's start ({when})")
+}

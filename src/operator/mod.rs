@@ -129,11 +129,16 @@ pub async fn run(config: Config) -> Result<(), OperatorError> {
     );
     let stop: Shutdown = {
         let shutdown = shutdown.clone();
+        let trials = ctx.trials.clone();
         async move {
             tokio::select! {
                 () = shutdown => {},
                 _ = lost_rx.wait_for(|lost| *lost) => {},
             }
+            // Runs in progress revert their faults (through the controllers, still running)
+            // and record why they stopped before the controllers go: a successor then finds
+            // them ended, not interrupted.
+            trials.stop_all(Duration::from_secs(30)).await;
         }
         .boxed()
         .shared()

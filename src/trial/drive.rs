@@ -294,7 +294,11 @@ async fn judge_run<W: World>(
     }
     if let Some(record) = &aborted_by {
         verdict = Verdict::Aborted;
-        message = format!("aborted by the rule `{}` (observed {})", record.rule, record.observed.join(", "));
+        message = if record.observed.is_empty() {
+            format!("aborted: {}", record.rule)
+        } else {
+            format!("aborted by the rule `{}` (observed {})", record.rule, record.observed.join(", "))
+        };
     }
     if let Some(failure) = failure {
         verdict = Verdict::Error;

@@ -171,7 +171,7 @@ async fn a_stop_asked_mid_fault_reverts_it_and_the_run_is_aborted() {
     assert_eq!(world.log, ["load", "inject a", "revert a", "stop"]);
     assert!(world.active.is_empty());
     assert_eq!(outcome.verdict, Verdict::Aborted);
-    assert!(outcome.message.contains("asked by a person"), "{}", outcome.message);
+    assert_eq!(outcome.message, "aborted: asked by a person");
     let record = outcome.judgement.aborted_by.expect("the record of the stop");
     assert_eq!(record.rule, "asked by a person");
 }

@@ -240,3 +240,22 @@ async fn deleting_a_drill_mid_fault_restores_the_service_and_removes_its_childre
     .await;
     drop(runner.await.expect("the runner"));
 }
+
+#[tokio::test]
+async fn an_operator_stopped_mid_drill_reverts_and_records_why_before_it_exits() {
+    let ns = "e2e-drill-stop";
+    let client = target(ns).await;
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let before = services.get("web").await.expect("the Service");
+    let operator = Operator::start("drill-stop", &[ns]);
+    let (api, runner) = mid_fault(&client, ns, "halt").await;
+    // SIGTERM (a rolling update, a drained node): the run stops before the process exits.
+    drop(operator);
+    let drill = api.get("halt").await.expect("the Drill");
+    let st = drill.status.expect("status");
+    assert_eq!((st.run.phase, st.run.verdict), (Some(Phase::Aborted), Some(Verdict::Aborted)), "{:?}", st.run.message);
+    assert!(st.run.message.as_deref().is_some_and(|m| m.contains("the operator stopped")), "{:?}", st.run.message);
+    assert!(st.faults[0].reverted_at.is_some(), "{:?}", st.faults);
+    assert_eq!(selector(&services.get("web").await.expect("the Service")), selector(&before));
+    drop(runner.await.expect("the runner"));
+}

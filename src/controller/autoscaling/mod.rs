@@ -21,7 +21,10 @@ use tokio::time::{Instant, sleep};
 
 use super::{
     Context, Error, FINALIZER, abort_requested, conditions, namespace_labels, namespace_of, publish,
-    trial::{JudgedRun, RECHECK, build::end, children, cleanup, conclude, finish, interrupted, load::ChildLoad},
+    trial::{
+        JudgedRun, RECHECK, build::end, children, cleanup, conclude, finish, interrupted, load::ChildLoad,
+        write_own_status,
+    },
     write_status,
 };
 use crate::{
@@ -43,6 +46,8 @@ use crate::{
 
 /// How often replicas are sampled.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// Replica samples that may fail in a row (transient API errors) before the check ends in Error.
+const MAX_FAILED_READS: u32 = 30;
 /// How long scale-down is watched when the spec does not say (the HPA's default window is 5m).
 const DEFAULT_OBSERVE_SCALE_DOWN: Duration = Duration::from_secs(360);
 
@@ -80,10 +85,11 @@ async fn apply(
     if phase.is_terminal() {
         return Ok(Action::await_change());
     }
+    // A task conducts it (a stale cached Pending object must not start a second one).
+    if ctx.trials.conducting(&check.uid().unwrap_or_default()) {
+        return Ok(Action::requeue(RECHECK));
+    }
     if phase == Phase::Running {
-        if ctx.trials.conducting(&check.uid().unwrap_or_default()) {
-            return Ok(Action::requeue(RECHECK));
-        }
         return interrupted(check, ctx, api, now).await;
     }
     let labels = namespace_labels(&ctx.client, ns).await?;
@@ -210,46 +216,74 @@ async fn sample_the_run(
     let mut load_stopped = false;
     let mut scaled_up = false;
     let mut written = st.timeline.len();
+    let mut full = false;
+    let mut failed_reads = 0u32;
     loop {
         let tick = Instant::now();
-        let sample = take_sample().await?;
+        // A sample that cannot be read (a transient API error) is skipped; many in a row end
+        // the check.
+        let sample = match take_sample().await {
+            Ok(sample) => {
+                failed_reads = 0;
+                sample
+            }
+            Err(error) if failed_reads < MAX_FAILED_READS => {
+                failed_reads += 1;
+                tracing::warn!(check = %name, %error, failed_reads, "a replica sample was not read");
+                sleep(SAMPLE_EVERY.saturating_sub(tick.elapsed())).await;
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         let now = sample.at.0;
         let first = st.timeline.first().map_or(sample.desired, |s| s.desired);
         scaled_up |= sample.desired > first;
         let back_down = scaled_up && sample.desired <= target.min_replicas;
-        if !build::record(&mut st.timeline, sample) {
-            tracing::warn!(check = %name, "the replica timeline is full; the check ends here");
-            observed_until = now;
+        if !full && !build::record(&mut st.timeline, sample) {
+            tracing::warn!(check = %name, "the replica timeline is full; no more samples are kept");
+            full = true;
+        }
+        // A person's stop (the abort annotation, a deletion), under load or while scale-down is
+        // watched.
+        if aborted.is_none() {
+            let stop = ctx.trials.stopping().is_cancelled()
+                || match api.get_opt(&name).await {
+                    Ok(None) => true,
+                    Ok(Some(c)) => {
+                        abort_requested(&c) || c.meta().deletion_timestamp.is_some() || c.uid() != check.uid()
+                    }
+                    Err(_) => false,
+                };
+            if stop {
+                let rule = "the chaoslab.dev/abort annotation, a deletion or the operator's stop".to_owned();
+                aborted = Some(AbortRecord { rule, observed: Vec::new(), at: Time(now) });
+            }
         }
         if !load_stopped {
-            load.read(false).await?;
+            if let Err(error) = load.read(false).await {
+                // The abort rules look again on the next sample; the judgement reads afresh.
+                tracing::warn!(check = %name, %error, "runner reports not read");
+            }
             if aborted.is_none() {
                 aborted = fired(&check.spec.abort_when, &load.per_second(&rate), now);
-                if aborted.is_none()
-                    && let Ok(Some(c)) = api.get_opt(&name).await
-                    && (abort_requested(&c) || c.meta().deletion_timestamp.is_some())
-                {
-                    let rule = "the chaoslab.dev/abort annotation or a deletion".to_owned();
-                    aborted = Some(AbortRecord { rule, observed: Vec::new(), at: Time(now) });
-                }
             }
             if aborted.is_some() || now >= load.ends_at {
                 load.stop().await?;
                 load_stopped = true;
                 load_end = load_end.min(now);
-                observed_until = if aborted.is_some() { now } else { at(load_end, observe) };
+                observed_until = at(load_end, observe);
             }
         }
         if st.timeline.len() != written {
             written = st.timeline.len();
             st.run.message = Some(progress(st.timeline.last(), load_start, load_stopped));
-            if let Err(error) = write_status(&api, &name, &*st).await {
+            if let Err(error) = write_own_status(&api, check, &*st).await {
                 tracing::warn!(check = %name, %error, "the timeline was not written");
             }
         }
         // After the load: until the count is back at the minimum, or never went up, or the
-        // watch is over.
-        if load_stopped && (back_down || !scaled_up || now >= observed_until) {
+        // watch is over, or a person stopped it.
+        if load_stopped && (back_down || !scaled_up || aborted.is_some() || now >= observed_until) {
             observed_until = observed_until.min(now);
             break;
         }

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use super::{
     RECHECK, build, build::Owner, children::Children, cleanup, conclude, finish, interrupted, world::ClusterWorld,
+    write_own_status,
 };
 use crate::{
     api::{
@@ -52,10 +53,11 @@ async fn apply(drill: &Drill, ctx: &Arc<Context>, api: &Api<Drill>, ns: &str) ->
         return Ok(Action::await_change());
     }
     let uid = drill.uid().unwrap_or_default();
+    // A task conducts it (a stale cached Pending object must not start a second one).
+    if ctx.trials.conducting(&uid) {
+        return Ok(Action::requeue(RECHECK));
+    }
     if phase == Phase::Running {
-        if ctx.trials.conducting(&uid) {
-            return Ok(Action::requeue(RECHECK));
-        }
         return interrupted(drill, ctx, api, now).await;
     }
     // Validate: the namespace guard first (a refusal must never act), then the spec and the plan.
@@ -115,15 +117,15 @@ async fn conduct(drill: Drill, plan: TrialPlan, ctx: Arc<Context>, status: Drill
     let outcome = match Owner::of(&drill) {
         Ok(owner) => {
             let children = Children::new(ctx.client.clone(), owner);
-            let mut world = ClusterWorld::new(children.clone());
+            let mut world = ClusterWorld::new(children.clone(), ctx.trials.stopping().clone());
             let outcome = drive::conduct(&plan, &mut world, |m| {
                 let _ = told.send(m);
             })
             .await;
-            if outcome.is_err()
-                && let Err(error) = children.end_all().await
-            {
-                tracing::warn!(drill = %name, %error, "ending the children of a failed run");
+            // Whatever the outcome, nothing of the run goes on after it: a fault whose clearing
+            // failed, or whose child outlived the conductor's own deadline, is ended here too.
+            if let Err(error) = children.end_all().await {
+                tracing::warn!(drill = %name, %error, "ending the children of the run");
             }
             outcome
         }
@@ -187,7 +189,7 @@ async fn report(
                 Note::normal("LoadStopped", format!("the load stopped at {at}"))
             }
         };
-        if let Err(error) = write_status(&api, &name, &status).await {
+        if let Err(error) = write_own_status(&api, &drill, &status).await {
             tracing::warn!(drill = %name, %error, "progress not written");
         }
         publish(ctx.as_ref(), &drill, &[note]).await;

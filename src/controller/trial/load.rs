@@ -37,6 +37,8 @@ pub type TargetRate<'a> = &'a dyn Fn(u64, u64) -> Option<f64>;
 pub struct ChildLoad {
     children: Children,
     load_test: LoadTest,
+    /// The runners that must have reported before any second counts as measured.
+    runners: usize,
     pub starts_at: Timestamp,
     pub ends_at: Timestamp,
     points: Vec<Point>,
@@ -48,6 +50,7 @@ impl ChildLoad {
     /// Creates the LoadTest of `profile` (lasting `seconds`), waits until its runners start
     /// together, and returns once the load's second 0 has begun.
     pub async fn start(children: &Children, profile: LoadProfile, seconds: u64) -> Result<ChildLoad, WorldError> {
+        let runners = usize::try_from(profile.runners.parallelism).unwrap_or(usize::MAX);
         let wanted = build::load_test(&children.owner, profile);
         let name = wanted.name_any();
         let created = children.create(&wanted).await?;
@@ -70,6 +73,7 @@ impl ChildLoad {
         Ok(ChildLoad {
             children: children.clone(),
             load_test: if created.uid().is_some() { created } else { started },
+            runners,
             starts_at,
             ends_at: at(starts_at, Duration::from_secs(seconds)),
             points: Vec::new(),
@@ -93,7 +97,8 @@ impl ChildLoad {
         let merged =
             MergedRun::merge(reports.values()).map_err(|e| WorldError(format!("the load's runner reports: {e}")))?;
         self.points = merged.points;
-        self.sealed = merged.sealed;
+        // Until every runner has reported, a second holds only part of the load: none counts.
+        self.sealed = if reports.len() < self.runners { 0 } else { merged.sealed };
         self.read_at = Some(Instant::now());
         Ok(())
     }

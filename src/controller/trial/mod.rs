@@ -21,6 +21,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{Api, ResourceExt, runtime::controller::Action};
 use serde::Serialize;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use self::{build::Owner, children::Children};
 use super::{Context, Error, conditions, publish, write_status};
@@ -67,19 +68,42 @@ impl JudgedRun for AutoscalingCheck {
 /// The runs this operator conducts, by their UID. A Running run absent from here was begun by
 /// an operator that is gone.
 #[derive(Clone, Debug, Default)]
-pub struct Runs(Arc<Mutex<HashMap<String, JoinHandle<()>>>>);
+pub struct Runs {
+    tasks: Arc<Mutex<HashMap<String, JoinHandle<()>>>>,
+    /// Cancelled when the operator stops: every run is then stopped like an abort.
+    stopping: CancellationToken,
+}
 
 impl Runs {
+    /// Whether the operator is stopping (its runs must stop too).
+    pub fn stopping(&self) -> &CancellationToken {
+        &self.stopping
+    }
+
+    /// Asks every run to stop and waits for them, at most `limit`.
+    pub async fn stop_all(&self, limit: Duration) {
+        self.stopping.cancel();
+        let handles: Vec<JoinHandle<()>> =
+            self.tasks.lock().unwrap_or_else(PoisonError::into_inner).drain().map(|(_, h)| h).collect();
+        if handles.is_empty() {
+            return;
+        }
+        tracing::info!(runs = handles.len(), "stopping the runs in progress");
+        if tokio::time::timeout(limit, futures::future::join_all(handles)).await.is_err() {
+            tracing::warn!("runs still going at shutdown; their children end at their own expiry");
+        }
+    }
+
     pub fn conducting(&self, uid: &str) -> bool {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).get(uid).is_some_and(|h| !h.is_finished())
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner).get(uid).is_some_and(|h| !h.is_finished())
     }
 
     pub fn take(&self, uid: &str) -> Option<JoinHandle<()>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).remove(uid)
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner).remove(uid)
     }
 
     pub fn insert(&self, uid: String, handle: JoinHandle<()>) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).insert(uid, handle);
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner).insert(uid, handle);
     }
 }
 
@@ -97,9 +121,11 @@ pub fn children<K: Experiment>(ctx: &Context, run: &K) -> Result<Children, Error
 /// then every child still going is ended (the ServiceFaults restore their Services).
 pub async fn cleanup<K: Experiment>(run: &K, ctx: &Context) -> Result<Action, Error> {
     let uid = run.uid().unwrap_or_default();
-    if let Some(handle) = ctx.trials.take(&uid)
-        && tokio::time::timeout(CLEANUP_WAIT, handle).await.is_err()
+    if let Some(mut handle) = ctx.trials.take(&uid)
+        && tokio::time::timeout(CLEANUP_WAIT, &mut handle).await.is_err()
     {
+        // It must not go on (and write to a run of the same name created later).
+        handle.abort();
         tracing::warn!(kind = K::KIND, name = %run.name_any(), "the conductor did not end in time; ending the children");
     }
     children(ctx, run)?.end_all().await.map_err(|e| Error::Report(e.0))?;
@@ -111,9 +137,9 @@ pub async fn cleanup<K: Experiment>(run: &K, ctx: &Context) -> Result<Action, Er
 pub async fn interrupted<K: JudgedRun>(run: &K, ctx: &Context, api: &Api<K>, now: Timestamp) -> Result<Action, Error> {
     children(ctx, run)?.end_all().await.map_err(|e| Error::Report(e.0))?;
     let message = format!(
-        "interrupted: the operator restarted during the run, and a run is not judged from part of its measurements; \
-         every fault still active was ended (its ServiceFault or PodKill aborted, the Service restored) and the load \
-         stopped. Delete and apply the {} again to run it again.",
+        "interrupted: the operator that conducted this run is gone (a restart, a crash or a lost leadership), and a \
+         run is not judged from part of its measurements; every child still going was ended (faults reverted, \
+         Services restored, the load stopped). Delete and apply the {} again to run it again.",
         K::KIND
     );
     let mut last = run.current();
@@ -146,13 +172,26 @@ pub async fn finish<K: JudgedRun>(
     Ok(Action::await_change())
 }
 
+/// Writes `status` to `run`, unless the object of that name is another one now (deleted and
+/// created again): a run's task never writes onto its successor.
+pub async fn write_own_status<K: JudgedRun>(api: &Api<K>, run: &K, status: &K::Status) -> Result<(), Error> {
+    let name = run.name_any();
+    match api.get_opt(&name).await? {
+        Some(current) if current.uid() == run.uid() => write_status(api, &name, status).await,
+        _ => {
+            tracing::info!(kind = K::KIND, %name, "the run is gone; its status is not written");
+            Ok(())
+        }
+    }
+}
+
 /// Writes a run's last status (retried: the verdict is what the run was for), then its Event,
 /// and forgets the run.
 pub async fn conclude<K: JudgedRun>(run: &K, ctx: &Context, mut last: K::Status) {
     let name = run.name_any();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), run.namespace().as_deref().unwrap_or_default());
     for attempt in 1..=5u32 {
-        match write_status(&api, &name, &last).await {
+        match write_own_status(&api, run, &last).await {
             Ok(()) => break,
             Err(error) => {
                 tracing::warn!(kind = K::KIND, %name, attempt, %error, "the verdict could not be written; retrying");

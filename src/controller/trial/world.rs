@@ -12,6 +12,7 @@ use k8s_openapi::{
 };
 use kube::{Api, Resource};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::{
     build,
@@ -23,7 +24,7 @@ use crate::{
     controller::{ABORT_ANNOTATION, abort_requested},
     load::Figures,
     trial::{
-        drive::{World, WorldError, at},
+        drive::{EXPIRY_MARGIN, World, WorldError, at},
         judge::{Effect, Measured},
         plan::{FaultAction, PlannedFault, TrialPlan},
     },
@@ -37,6 +38,8 @@ const CHILD_WAIT: Duration = Duration::from_secs(60);
 /// The cluster world of one Drill.
 pub struct ClusterWorld {
     children: Children,
+    /// Cancelled when the operator stops.
+    stopping: CancellationToken,
     load: Option<(ChildLoad, TrialPlan)>,
     asked_at: Option<Instant>,
     /// The last status read of each ServiceFault child, by fault name: its figures stay readable
@@ -45,8 +48,8 @@ pub struct ClusterWorld {
 }
 
 impl ClusterWorld {
-    pub fn new(children: Children) -> ClusterWorld {
-        ClusterWorld { children, load: None, asked_at: None, faults_seen: BTreeMap::new() }
+    pub fn new(children: Children, stopping: CancellationToken) -> ClusterWorld {
+        ClusterWorld { children, stopping, load: None, asked_at: None, faults_seen: BTreeMap::new() }
     }
 
     fn rate(plan: &TrialPlan) -> impl Fn(u64, u64) -> Option<f64> + '_ {
@@ -103,7 +106,10 @@ impl World for ClusterWorld {
             FaultAction::Service(injection) => {
                 let child = build::service_fault(owner, fault.name(), injection, Timestamp::now(), expires_at);
                 self.children.create(&child).await?;
-                let limit = Duration::try_from(expires_at.duration_since(Timestamp::now())).unwrap_or_default();
+                // At most until the slot's end: a fault that is not on by then is a failed one,
+                // and the other faults' reverts are due.
+                let slot_end = expires_at - SignedDuration::try_from(EXPIRY_MARGIN).unwrap_or_default();
+                let limit = Duration::try_from(slot_end.duration_since(Timestamp::now())).unwrap_or_default();
                 let seen = self
                     .children
                     .wait_for::<ServiceFault>(&name, limit.min(CHILD_WAIT), "inject", |sf| {
@@ -120,7 +126,12 @@ impl World for ClusterWorld {
                 Ok(())
             }
             FaultAction::PodKill(kill) => {
-                let child = build::pod_kill(owner, fault.name(), kill, fault.slot.end - fault.slot.start);
+                // Repeats end with the slot, counted from now (the PodKill's own start).
+                let left = self.load.as_ref().map_or(fault.slot.end - fault.slot.start, |(l, _)| {
+                    let end = at(l.starts_at, Duration::from_secs(fault.slot.end));
+                    Duration::try_from(end.duration_since(Timestamp::now())).unwrap_or_default().as_secs().max(1)
+                });
+                let child = build::pod_kill(owner, fault.name(), kill, left);
                 self.children.create(&child).await?;
                 let seen = self
                     .children
@@ -170,13 +181,21 @@ impl World for ClusterWorld {
     }
 
     async fn stop_requested(&mut self) -> Option<String> {
+        if self.stopping.is_cancelled() {
+            return Some("the operator stopped (shutdown or lost leadership)".into());
+        }
         if self.asked_at.is_some_and(|t| t.elapsed() < ASK_EVERY) {
             return None;
         }
         self.asked_at = Some(Instant::now());
         match self.children.api::<Drill>().get_opt(&self.children.owner.name).await {
             Ok(None) => Some("the Drill was deleted".into()),
-            Ok(Some(d)) if d.meta().deletion_timestamp.is_some() => Some("the Drill was deleted".into()),
+            Ok(Some(d))
+                if d.meta().deletion_timestamp.is_some()
+                    || d.meta().uid.as_deref() != Some(&self.children.owner.uid) =>
+            {
+                Some("the Drill was deleted".into())
+            }
             Ok(Some(d)) if abort_requested(&d) => Some(format!("the {ABORT_ANNOTATION} annotation")),
             Ok(Some(_)) => None,
             Err(error) => {

@@ -211,6 +211,7 @@ fn default_proxy_replicas() -> i32 {
     validation = Rule::new(IMMUTABLE_WHILE_RUNNING).message(IMMUTABLE_WHILE_RUNNING_MESSAGE)
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.faultsFor) || has(self.faultsStartAt)").message("faultsFor needs faultsStartAt: the faults' window starts at a given moment"))]
 pub struct ServiceFaultSpec {
     #[serde(flatten)]
     pub injection: FaultInjection,
@@ -218,6 +219,16 @@ pub struct ServiceFaultSpec {
     /// moment, whatever happens to the operator.
     #[x_kube(validation = Rule::new("duration(self) >= duration('1s') && duration(self) <= duration('24h')").message("duration must be from 1s to 24h: every fault is time-bounded"))]
     pub duration: GoDuration,
+    /// The faults begin at this moment (RFC 3339) instead of at injection: until then the
+    /// proxy carries the traffic and counts it without faults (a judged run measures the calls
+    /// before its fault this way). It must come before the fault's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faults_start_at: Option<Time>,
+    /// With `faultsStartAt`: the faults last this long (1s to 24h); after it the proxy carries
+    /// and counts the traffic without faults until `duration` ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s') && duration(self) <= duration('24h')").message("faultsFor must be from 1s to 24h"))]
+    pub faults_for: Option<GoDuration>,
     /// Check the Service and ports and record the plan without touching anything.
     #[serde(default)]
     pub dry_run: bool,

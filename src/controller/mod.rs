@@ -8,7 +8,6 @@ pub mod loadtest;
 pub mod podkill;
 pub mod servicefault;
 pub mod trial;
-pub mod unsupported;
 
 use std::sync::Arc;
 

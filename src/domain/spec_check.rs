@@ -70,7 +70,7 @@ impl SpecCheck for ServiceFault {
 /// the proxy would refuse is refused before anything is changed.
 fn fault_set(prefix: &str, injection: &crate::api::fault::FaultInjection) -> Result<(), String> {
     let now = k8s_openapi::jiff::Timestamp::now();
-    let set = crate::proxy::FaultSet { faults: injection.faults.clone(), expires_at: now, seed: None };
+    let set = crate::proxy::FaultSet { faults: injection.faults.clone(), expires_at: now, starts_at: None, seed: None };
     set.validate(injection.protocol, now).map_err(|e| format!("{prefix}{e}"))
 }
 

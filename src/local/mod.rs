@@ -240,7 +240,8 @@ impl World for LocalWorld {
         let Some(injection) = fault.service() else {
             return Err(WorldError(format!("fault {}: not a service fault", fault.name())));
         };
-        let set = FaultSet { faults: injection.faults.clone(), expires_at, seed: Some(self.targets.seed) };
+        let set =
+            FaultSet { faults: injection.faults.clone(), expires_at, starts_at: None, seed: Some(self.targets.seed) };
         admin_client::put_faults(admin, &set)
             .await
             .map_err(|e| WorldError(format!("fault {}: the proxy refused the faults: {e}", fault.name())))

@@ -21,7 +21,7 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 
 use crate::{
-    api::{CircuitBreakerTrial, Experiment, LoadTest, PodKill, ServiceFault},
+    api::{CircuitBreakerTrial, Drill, Experiment, LoadTest, PodKill, ServiceFault},
     controller::{self, Context},
     domain::guard::{OptInLabel, TargetGuard},
     load::protocol::RUN_LABEL,
@@ -159,7 +159,7 @@ pub async fn run(config: Config) -> Result<(), OperatorError> {
             scope.as_deref(),
             &ctx,
             stop.clone(),
-            controller::unsupported::reconcile::<CircuitBreakerTrial>,
+            controller::trial::conducted::reconcile::<CircuitBreakerTrial>,
         ));
         controllers.push(plain_controller(
             &client,
@@ -173,7 +173,7 @@ pub async fn run(config: Config) -> Result<(), OperatorError> {
             scope.as_deref(),
             &ctx,
             stop.clone(),
-            controller::trial::drill::reconcile,
+            controller::trial::conducted::reconcile::<Drill>,
         ));
     }
     health.set_ready(true);

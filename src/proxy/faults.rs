@@ -42,6 +42,10 @@ pub struct FaultSet {
     pub faults: Vec<Fault>,
     /// The moment the proxy stops injecting on its own and becomes a plain pass-through.
     pub expires_at: Timestamp,
+    /// The moment the faults begin (default: at once). Before it the proxy passes requests
+    /// through and counts them: a judged run measures the calls before the fault this way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<Timestamp>,
     /// The seed of the dice; the same seed and the same requests give the same faults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
@@ -62,7 +66,7 @@ impl FaultSetError {
     }
 }
 
-const TOP_FIELDS: &[&str] = &["faults", "expiresAt", "seed"];
+const TOP_FIELDS: &[&str] = &["faults", "expiresAt", "startsAt", "seed"];
 const FAULT_FIELDS: &[&str] = &["type", "percent", "match", "latency", "abort", "bandwidth"];
 const MATCH_FIELDS: &[&str] = &["pathPrefix", "method", "headers"];
 const LATENCY_FIELDS: &[&str] = &["delay", "jitter", "distribution", "applyTo"];
@@ -100,6 +104,9 @@ impl FaultSet {
             ));
         };
         leaf::<Timestamp>(expires_at, "expiresAt", "an RFC 3339 time such as 2030-01-01T12:00:00Z")?;
+        if let Some(starts_at) = top.get("startsAt").filter(|s| !s.is_null()) {
+            leaf::<Timestamp>(starts_at, "startsAt", "an RFC 3339 time such as 2030-01-01T12:00:00Z")?;
+        }
         if let Some(seed) = top.get("seed").filter(|s| !s.is_null()) {
             leaf::<u64>(seed, "seed", "an integer from 0 to 18446744073709551615")?;
         }
@@ -122,6 +129,14 @@ impl FaultSet {
             return Err(FaultSetError::field(
                 "expiresAt",
                 format!("at most 25h ahead (until {latest}), got {}", self.expires_at),
+            ));
+        }
+        if let Some(starts_at) = self.starts_at
+            && starts_at >= self.expires_at
+        {
+            return Err(FaultSetError::field(
+                "startsAt",
+                format!("must be before expiresAt ({}), got {starts_at}", self.expires_at),
             ));
         }
         for (i, fault) in self.faults.iter().enumerate() {

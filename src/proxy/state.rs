@@ -34,15 +34,18 @@ pub struct Installed {
     pub plan: Plan,
     /// When the set stops applying, on tokio's clock (`None`: no set).
     pub deadline: Option<Instant>,
+    /// When the set begins to apply, on tokio's clock (`None`: at once).
+    pub start: Option<Instant>,
     /// Counts installations, from 0 (the initial state).
     pub generation: u64,
 }
 
 impl Installed {
-    /// The plan, if it applies at `now`: there is a set and it has not expired.
+    /// The plan, if it applies at `now`: there is a set, it has begun and it has not expired.
     pub fn active_plan(&self, now: Instant) -> Option<&Plan> {
+        let begun = self.start.is_none_or(|start| now >= start);
         match self.deadline {
-            Some(deadline) if now < deadline && !self.plan.is_empty() => Some(&self.plan),
+            Some(deadline) if begun && now < deadline && !self.plan.is_empty() => Some(&self.plan),
             _ => None,
         }
     }
@@ -118,7 +121,8 @@ impl FaultCell {
                 let seed = set.seed.unwrap_or_else(rand::random);
                 let plan = Plan::compile(&set, seed);
                 let deadline = deadline_of(set.expires_at);
-                Installed { set: Some(set), seed, plan, deadline: Some(deadline), generation }
+                let start = set.starts_at.map(deadline_of);
+                Installed { set: Some(set), seed, plan, deadline: Some(deadline), start, generation }
             }
         });
         *guard = Arc::clone(&installed);
@@ -275,5 +279,23 @@ mod tests {
         let waited = started.elapsed();
         assert!(waited >= Duration::from_millis(100) && waited < Duration::from_millis(400), "{waited:?}");
         assert!(!cell.current().is_active(Instant::now()));
+    }
+
+    #[tokio::test]
+    async fn a_set_with_a_start_passes_through_until_then() {
+        let cell = FaultCell::new(ProxyProtocol::Http);
+        let at = |ms: i64| Timestamp::now().checked_add(k8s_openapi::jiff::SignedDuration::from_millis(ms)).unwrap();
+        let json = format!(
+            r#"{{"faults":[{{"type":"reset"}}],"startsAt":"{}","expiresAt":"{}","seed":7}}"#,
+            at(300),
+            at(60_000)
+        );
+        let installed = cell.put_json(json.as_bytes()).unwrap();
+        let now = Instant::now();
+        assert!(!installed.is_active(now), "not begun");
+        assert!(installed.is_active(now + Duration::from_millis(400)), "begun");
+        let backwards = format!(r#"{{"faults":[],"startsAt":"{}","expiresAt":"{}"}}"#, at(60_000), at(1000));
+        let error = cell.put_json(backwards.as_bytes()).unwrap_err().to_string();
+        assert!(error.starts_with("startsAt: must be before expiresAt"), "{error}");
     }
 }

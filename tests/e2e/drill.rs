@@ -5,7 +5,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use chaoslab::api::{Drill, LoadTest, Phase, PodKill, ServiceFault, Verdict, figures::PhaseName};
+use chaoslab::api::{CircuitBreakerTrial, Drill, LoadTest, Phase, PodKill, ServiceFault, Verdict, figures::PhaseName};
 use k8s_openapi::api::core::v1::Service;
 use kube::{
     Api, Client, ResourceExt,
@@ -257,5 +257,59 @@ async fn an_operator_stopped_mid_drill_reverts_and_records_why_before_it_exits()
     assert!(st.run.message.as_deref().is_some_and(|m| m.contains("the operator stopped")), "{:?}", st.run.message);
     assert!(st.faults[0].reverted_at.is_some(), "{:?}", st.faults);
     assert_eq!(selector(&services.get("web").await.expect("the Service")), selector(&before));
+    drop(runner.await.expect("the runner"));
+}
+
+#[tokio::test]
+async fn a_breaker_trial_carries_its_dependency_through_the_load_and_says_why_kwok_cannot_judge_it() {
+    let ns = "e2e-cbt";
+    let client = target(ns).await;
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let before = services.get("web").await.expect("the Service");
+    let (url, _) = server(Duration::from_millis(1)).await;
+    let _operator = Operator::start("cbt", &[ns]);
+    let api = create::<CircuitBreakerTrial>(
+        &client,
+        ns,
+        "breaker",
+        json!({
+            "load": {"target": {"url": url}, "rate": 20},
+            "dependency": {"service": "web", "faults": [{"type": "abort", "percent": 50, "abort": {"status": 503}}]},
+            "phases": {"warmup": "6s", "baseline": "4s", "inject": "6s", "recover": "4s"},
+            "expect": {"opensWithin": "5s", "closesWithin": "5s"},
+        }),
+    )
+    .await;
+    let runner = run_the_load(&client, ns, "breaker");
+    // The dependency's ServiceFault exists from the load's start, its faults only in inject.
+    let faults: Api<ServiceFault> = Api::namespaced(client.clone(), ns);
+    let sf = wait_for("the dependency to be carried by the proxy", Duration::from_secs(120), || async {
+        let sf = faults.get_opt("breaker-fault-web-faults").await.ok()??;
+        sf.status.as_ref()?.injected_at.as_ref()?;
+        Some(sf)
+    })
+    .await;
+    let lt = Api::<LoadTest>::namespaced(client.clone(), ns).get("breaker-load").await.expect("the load");
+    let load_start = lt.status.and_then(|s| s.load_starts_at).expect("the load's start").0;
+    let start = sf.spec.faults_start_at.as_ref().expect("faultsStartAt").0;
+    assert_eq!(start.duration_since(load_start).as_secs(), 10, "warmup + baseline after the load's start");
+    assert_eq!(sf.spec.faults_for.map(|d| d.as_std().as_secs()), Some(6), "the inject phase");
+    let injected = sf.status.as_ref().and_then(|s| s.injected_at.as_ref()).expect("injectedAt").0;
+    assert!(injected < start, "the proxy carries the dependency before the faults begin");
+
+    let trial = finished(&api, "breaker", Duration::from_secs(120)).await;
+    let st = trial.status.expect("status");
+    // kwok's proxy pods run nothing: the dependency's calls cannot be read, and the trial says so
+    // instead of judging a breaker it never saw.
+    assert_eq!((st.run.phase, st.run.verdict), (Some(Phase::Failed), Some(Verdict::Error)), "{:?}", st.run.message);
+    let message = st.run.message.unwrap_or_default();
+    assert!(
+        message.contains("the proxy in front of the dependency (breaker-fault-web-faults) could not be read"),
+        "{message}"
+    );
+    wait_for("the Service to be restored", Duration::from_secs(30), || async {
+        (selector(&services.get("web").await.ok()?) == selector(&before)).then_some(())
+    })
+    .await;
     drop(runner.await.expect("the runner"));
 }

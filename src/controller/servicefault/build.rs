@@ -12,7 +12,7 @@ use k8s_openapi::{
         discovery::v1::EndpointSlice,
     },
     apimachinery::pkg::util::intstr::IntOrString,
-    jiff::Timestamp,
+    jiff::{SignedDuration, Timestamp},
 };
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
@@ -232,7 +232,27 @@ fn upstream(namespace: &str, service: &str, port: i32) -> String {
 
 /// The fault set the proxy starts with, its dead-man switch included.
 pub fn fault_set(faults: &[Fault], expires_at: Timestamp, seed: u64) -> FaultSet {
-    FaultSet { faults: faults.to_vec(), expires_at, seed: Some(seed) }
+    FaultSet { faults: faults.to_vec(), expires_at, starts_at: None, seed: Some(seed) }
+}
+
+/// The proxy's fault set of `sf` when its proxy expires at `expires_at`: the faults' window
+/// (`faultsStartAt`, `faultsFor`) within it. An error when the window starts after the end.
+pub fn windowed_fault_set(sf: &ServiceFault, expires_at: Timestamp, seed: u64) -> Result<FaultSet, String> {
+    let mut set = fault_set(&sf.spec.injection.faults, expires_at, seed);
+    if let Some(start) = sf.spec.faults_start_at.as_ref().map(|t| t.0) {
+        if start >= expires_at {
+            return Err(format!(
+                "spec.faultsStartAt ({start}) is not before the fault's end ({expires_at}): the faults would never apply"
+            ));
+        }
+        set.starts_at = Some(start);
+        if let Some(length) = sf.spec.faults_for {
+            let length = SignedDuration::try_from(length.as_std()).unwrap_or(SignedDuration::MAX);
+            let end = start.checked_add(length).unwrap_or(set.expires_at);
+            set.expires_at = set.expires_at.min(end);
+        }
+    }
+    Ok(set)
 }
 
 /// A seed for the proxy's dice, fixed per ServiceFault so a run can be understood and repeated.
@@ -310,7 +330,7 @@ pub fn proxy_deployment(
         args.push(format!("0.0.0.0:{}={}", r.listen, upstream(&ns, service, r.service_port)));
     }
     args.extend(["--admin-addr".into(), format!("0.0.0.0:{ADMIN_PORT}")]);
-    let set = fault_set(&sf.spec.injection.faults, expires_at, seed_of(&uid));
+    let set = windowed_fault_set(sf, expires_at, seed_of(&uid))?;
     let faults = serde_json::to_string(&set).map_err(|e| format!("fault set: {e}"))?;
     let mut ports: Vec<Value> = routes
         .iter()

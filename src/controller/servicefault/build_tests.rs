@@ -267,3 +267,20 @@ fn the_seed_is_stable() {
     assert_ne!(seed_of("abc"), seed_of("abd"));
     assert_eq!(seed_of(""), 0xcbf2_9ce4_8422_2325);
 }
+
+#[test]
+fn a_faults_window_sets_the_proxys_start_and_end_within_its_expiry() {
+    let expiry = Timestamp::from_second(1_900_000_100).unwrap();
+    let plain = windowed_fault_set(&fault(""), expiry, 7).unwrap();
+    assert_eq!((plain.starts_at, plain.expires_at), (None, expiry));
+    let windowed =
+        windowed_fault_set(&fault("  faultsStartAt: '2030-03-17T17:46:50Z'\n  faultsFor: 20s\n"), expiry, 7).unwrap();
+    let start = Timestamp::from_second(1_900_000_010).unwrap();
+    assert_eq!(windowed.starts_at, Some(start));
+    assert_eq!(windowed.expires_at, Timestamp::from_second(1_900_000_030).unwrap(), "start + faultsFor");
+    let cut =
+        windowed_fault_set(&fault("  faultsStartAt: '2030-03-17T17:46:50Z'\n  faultsFor: 10m\n"), expiry, 7).unwrap();
+    assert_eq!(cut.expires_at, expiry, "never past the proxy's own expiry");
+    let late = windowed_fault_set(&fault("  faultsStartAt: '2030-03-17T17:48:30Z'\n"), expiry, 7).unwrap_err();
+    assert!(late.starts_with("spec.faultsStartAt (2030-03-17T17:48:30Z) is not before the fault's end"), "{late}");
+}

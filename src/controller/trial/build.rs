@@ -17,10 +17,9 @@ use crate::{
         fault::{FaultInjection, ServiceFaultSpec},
         load::{LoadProfile, LoadTestSpec},
         podkill::PodKillSpec,
-        trial::DrillStatus,
     },
     controller::conditions,
-    trial::{drive::TrialOutcome, plan::TrialPlan},
+    trial::plan::TrialPlan,
 };
 
 /// Label on every child of a judged run: the run's UID (names can be long, UIDs never are).
@@ -91,19 +90,27 @@ pub fn drill_load(plan: &TrialPlan) -> LoadProfile {
 }
 
 /// The ServiceFault of one fault, lasting until `expires_at`: its own expiry (and its proxy's
-/// dead-man switch) revert it if the run's conductor is gone.
+/// dead-man switch) revert it if the run's conductor is gone. With `window` (start, length) the
+/// proxy is in front for the whole time and the faults apply only in the window (a breaker
+/// trial counts the dependency's calls before and after its fault).
 pub fn service_fault(
     owner: &Owner,
     fault: &str,
     injection: &FaultInjection,
     now: Timestamp,
     expires_at: Timestamp,
+    window: Option<(Timestamp, Duration)>,
 ) -> ServiceFault {
     let left = Duration::try_from(expires_at.duration_since(now)).unwrap_or_default();
     // Whole seconds, rounded up, and at least the 1s the schema allows.
     let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-    let spec =
-        ServiceFaultSpec { injection: injection.clone(), duration: GoDuration::from_secs(secs.max(1)), dry_run: false };
+    let spec = ServiceFaultSpec {
+        injection: injection.clone(),
+        duration: GoDuration::from_secs(secs.max(1)),
+        faults_start_at: window.map(|(start, _)| Time(start)),
+        faults_for: window.map(|(_, length)| GoDuration::from_secs(length.as_secs().max(1))),
+        dry_run: false,
+    };
     ServiceFault { metadata: owner.child_meta(owner.fault_name(fault)), spec, status: None }
 }
 
@@ -125,14 +132,6 @@ pub fn phase_of(verdict: Verdict) -> Phase {
         Verdict::Error => Phase::Failed,
         _ => Phase::Succeeded,
     }
-}
-
-/// The final status of a Drill that was conducted to its end.
-pub fn finished(mut status: DrillStatus, outcome: TrialOutcome, generation: Option<i64>) -> DrillStatus {
-    end(&mut status.run, outcome.verdict, outcome.message, outcome.finished_at, generation);
-    status.judgement = outcome.judgement;
-    status.faults = outcome.faults;
-    status
 }
 
 /// Ends a run with `verdict` and why: its phase, its end and the Finished condition follow.
@@ -177,10 +176,14 @@ mod tests {
         let now = Timestamp::UNIX_EPOCH;
         let expires = now + k8s_openapi::jiff::SignedDuration::from_millis(10_200);
         let injection = plan.faults[0].service().unwrap();
-        let sf = service_fault(&owner, "slow", injection, now, expires);
+        let sf = service_fault(&owner, "slow", injection, now, expires, None);
         assert_eq!(sf.metadata.name.as_deref(), Some("gameday-fault-slow"));
         assert_eq!(sf.spec.duration, GoDuration::from_secs(11), "rounded up, never shorter than its expiry");
         assert_eq!(sf.spec.injection.service, "api");
+        assert_eq!((sf.spec.faults_start_at, sf.spec.faults_for), (None, None));
+        let windowed = service_fault(&owner, "slow", injection, now, expires, Some((expires, Duration::from_secs(4))));
+        assert_eq!(windowed.spec.faults_start_at, Some(Time(expires)));
+        assert_eq!(windowed.spec.faults_for, Some(GoDuration::from_secs(4)));
 
         let crate::trial::plan::FaultAction::PodKill(kill) = &plan.faults[1].action else { panic!("a pod kill") };
         let pk = pod_kill(&owner, "kill", kill, 10);

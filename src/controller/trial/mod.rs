@@ -2,12 +2,12 @@
 //! run), their children, and how a run ends without a judgement (refused, a dry run, aborted
 //! before its start, or interrupted by an operator restart). A Running run whose conductor is
 //! gone is not resumed: a run is not judged from part of its measurements, so its children are
-//! ended and the verdict is Error. The kinds' controllers are [`drill`] and
+//! ended and the verdict is Error. The kinds' controllers are [`conducted`] and
 //! [`crate::controller::autoscaling`].
 
 pub mod build;
 pub mod children;
-pub mod drill;
+pub mod conducted;
 pub mod load;
 pub mod world;
 
@@ -24,13 +24,16 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use self::{build::Owner, children::Children};
+use super::abort_requested;
 use super::{Context, Error, conditions, publish, write_status};
 use crate::{
     api::{
-        AutoscalingCheck, Drill, Experiment, RunStatus, Verdict,
-        trial::{AutoscalingCheckStatus, DrillStatus},
+        AutoscalingCheck, CircuitBreakerTrial, Drill, Experiment, RunStatus, Verdict,
+        trial::{AutoscalingCheckStatus, CircuitBreakerTrialStatus, DrillStatus, FaultWindow},
     },
-    domain::Note,
+    domain::{Note, spec_check::SpecCheck},
+    load::stages::PlanError,
+    trial::{drive::TrialOutcome, plan::TrialPlan},
 };
 
 /// A kind whose runs are conducted by a task and judged: where its lifecycle status is.
@@ -50,6 +53,70 @@ impl JudgedRun for Drill {
 
     fn run_of(status: &mut DrillStatus) -> &mut RunStatus {
         &mut status.run
+    }
+}
+
+/// A kind conducted by the one engine of [`crate::trial`]: its plan and what its status keeps of
+/// an outcome.
+pub trait ConductedRun: JudgedRun + SpecCheck {
+    fn plan(&self) -> Result<TrialPlan, PlanError>;
+    /// Resolve and record the plan without acting.
+    fn dry_run(&self) -> bool {
+        false
+    }
+    /// Where each fault's window is kept as it happens, if the kind keeps them.
+    fn windows_of(status: &mut Self::Status) -> Option<&mut Vec<FaultWindow>>;
+    /// The judgement and the kind's own figures of a finished run (the lifecycle is set apart).
+    fn record(status: &mut Self::Status, outcome: TrialOutcome);
+    /// Reads the kind's own latest object, for a person's stop.
+    fn stop_asked(current: &Self) -> bool {
+        abort_requested(current)
+    }
+}
+
+impl ConductedRun for Drill {
+    fn plan(&self) -> Result<TrialPlan, PlanError> {
+        TrialPlan::drill(&self.spec)
+    }
+
+    fn dry_run(&self) -> bool {
+        self.spec.dry_run
+    }
+
+    fn windows_of(status: &mut DrillStatus) -> Option<&mut Vec<FaultWindow>> {
+        Some(&mut status.faults)
+    }
+
+    fn record(status: &mut DrillStatus, outcome: TrialOutcome) {
+        status.judgement = outcome.judgement;
+        status.faults = outcome.faults;
+    }
+}
+
+impl JudgedRun for CircuitBreakerTrial {
+    type Status = CircuitBreakerTrialStatus;
+
+    fn current(&self) -> CircuitBreakerTrialStatus {
+        self.status.clone().unwrap_or_default()
+    }
+
+    fn run_of(status: &mut CircuitBreakerTrialStatus) -> &mut RunStatus {
+        &mut status.run
+    }
+}
+
+impl ConductedRun for CircuitBreakerTrial {
+    fn plan(&self) -> Result<TrialPlan, PlanError> {
+        TrialPlan::circuit_breaker(&self.spec)
+    }
+
+    fn windows_of(_: &mut CircuitBreakerTrialStatus) -> Option<&mut Vec<FaultWindow>> {
+        None
+    }
+
+    fn record(status: &mut CircuitBreakerTrialStatus, outcome: TrialOutcome) {
+        status.judgement = outcome.judgement;
+        status.breaker = outcome.breaker;
     }
 }
 

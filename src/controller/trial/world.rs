@@ -1,27 +1,35 @@
-//! The cluster environment of a Drill: the [`World`] the operator conducts it in. The load is a
-//! child LoadTest ([`ChildLoad`]), each fault a child ServiceFault or PodKill. Each child ends
-//! by itself at its own expiry, so a conductor that is gone leaves no fault behind. Reverting a
-//! fault is the child's abort annotation: its controller restores the Service exactly and keeps
-//! the child's record of what it did.
+//! The cluster environment of a Drill or a CircuitBreakerTrial: the [`World`] the operator
+//! conducts it in. The load is a child LoadTest ([`ChildLoad`]), each fault a child ServiceFault
+//! or PodKill. Each child ends by itself at its own expiry, so a conductor that is gone leaves no
+//! fault behind. Reverting a fault is the child's abort annotation: its controller restores the
+//! Service exactly and keeps the child's record of what it did.
+//!
+//! A breaker trial needs the calls that reach its dependency in every second, before and after
+//! the fault too: its ServiceFault is created as soon as the load starts, with its faults only
+//! in the inject window (`faultsStartAt`, `faultsFor`), and its proxy pods' per-second counts
+//! are read before it ends.
 
-use std::{collections::BTreeMap, ops::Range, time::Duration};
+use std::{collections::BTreeMap, marker::PhantomData, ops::Range, time::Duration};
 
 use k8s_openapi::{
-    api::core::v1::Service,
+    api::core::v1::{Pod, Service},
     jiff::{SignedDuration, Timestamp},
 };
-use kube::{Api, Resource};
+use kube::{Api, ResourceExt, api::ListParams};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    build,
+    ConductedRun, build,
     children::{Children, ended, kube_error, message_of},
     load::ChildLoad,
 };
 use crate::{
-    api::{Drill, PodKill, ServiceFault, figures::PhaseName, trial::FaultWindow},
-    controller::{ABORT_ANNOTATION, abort_requested},
+    api::{PodKill, ServiceFault, figures::PhaseName, trial::FaultWindow},
+    controller::{
+        ABORT_ANNOTATION,
+        servicefault::{admin::get_stats, build::PROXY_LABEL},
+    },
     load::Figures,
     trial::{
         drive::{EXPIRY_MARGIN, World, WorldError, at},
@@ -35,9 +43,13 @@ const ASK_EVERY: Duration = Duration::from_secs(1);
 /// The longest wait for a ServiceFault to inject (its proxy pods must become Ready) or revert.
 const CHILD_WAIT: Duration = Duration::from_secs(60);
 
-/// The cluster world of one Drill.
-pub struct ClusterWorld {
+/// The cluster world of one run of kind `K`.
+pub struct ClusterWorld<K> {
     children: Children,
+    /// A breaker trial's dependency: its calls per Unix second, read from its proxy pods before
+    /// they go (or why they could not be read).
+    dependency: Option<Result<BTreeMap<u64, u64>, String>>,
+    kind: PhantomData<K>,
     /// Cancelled when the operator stops.
     stopping: CancellationToken,
     load: Option<(ChildLoad, TrialPlan)>,
@@ -47,9 +59,58 @@ pub struct ClusterWorld {
     faults_seen: BTreeMap<String, ServiceFault>,
 }
 
-impl ClusterWorld {
-    pub fn new(children: Children, stopping: CancellationToken) -> ClusterWorld {
-        ClusterWorld { children, stopping, load: None, asked_at: None, faults_seen: BTreeMap::new() }
+impl<K: ConductedRun> ClusterWorld<K> {
+    pub fn new(children: Children, stopping: CancellationToken) -> ClusterWorld<K> {
+        ClusterWorld {
+            children,
+            dependency: None,
+            kind: PhantomData,
+            stopping,
+            load: None,
+            asked_at: None,
+            faults_seen: BTreeMap::new(),
+        }
+    }
+
+    /// Whether this run is a breaker trial (its one fault is carried for the whole load).
+    fn carried(plan: &TrialPlan) -> bool {
+        plan.breaker.is_some()
+    }
+
+    /// Whether the run under way is a breaker trial.
+    fn carrying(&self) -> bool {
+        self.load.as_ref().is_some_and(|(_, plan)| Self::carried(plan))
+    }
+
+    /// The calls that crossed the proxy of `fault`'s ServiceFault, per Unix second, summed over
+    /// its pods (read directly by pod IP, as the ServiceFault controller does).
+    async fn read_dependency(&self, fault: &PlannedFault) -> Result<BTreeMap<u64, u64>, String> {
+        let name = self.children.owner.fault_name(fault.name());
+        let sf = self.children.api::<ServiceFault>().get_opt(&name).await.map_err(|e| e.to_string())?;
+        let uid = sf.and_then(|sf| sf.uid()).ok_or_else(|| format!("the ServiceFault {name} is gone"))?;
+        let pods: Api<Pod> = Api::namespaced(self.children.client().clone(), &self.children.owner.namespace);
+        let selector = format!("{PROXY_LABEL}={uid}");
+        let listed = pods.list(&ListParams::default().labels(&selector)).await.map_err(|e| e.to_string())?;
+        let mut calls: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut read = 0;
+        let mut errors = Vec::new();
+        for pod in &listed.items {
+            let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()) else { continue };
+            match get_stats(&ip).await {
+                Ok(stats) => {
+                    read += 1;
+                    for second in &stats.per_second {
+                        *calls.entry(second.second).or_default() += second.requests;
+                    }
+                }
+                Err(e) => errors.push(format!("{} ({ip}): {e}", pod.name_any())),
+            }
+        }
+        if read == 0 {
+            let why = if errors.is_empty() { "no proxy pod has an address".to_owned() } else { errors.join("; ") };
+            return Err(format!("the proxy in front of the dependency ({name}) could not be read: {why}"));
+        }
+        Ok(calls)
     }
 
     fn rate(plan: &TrialPlan) -> impl Fn(u64, u64) -> Option<f64> + '_ {
@@ -64,7 +125,7 @@ impl ClusterWorld {
     }
 }
 
-impl World for ClusterWorld {
+impl<K: ConductedRun> World for ClusterWorld<K> {
     async fn prepare(&mut self, plan: &TrialPlan) -> Result<(), WorldError> {
         let ns = &self.children.owner.namespace;
         let services: Api<Service> = Api::namespaced(self.children.client().clone(), ns);
@@ -88,11 +149,32 @@ impl World for ClusterWorld {
     async fn start_load(&mut self, plan: &TrialPlan) -> Result<Timestamp, WorldError> {
         let load = ChildLoad::start(&self.children, build::drill_load(plan), plan.timeline.load_seconds()).await?;
         let starts_at = load.starts_at;
+        let ends_at = load.ends_at;
         self.load = Some((load, plan.clone()));
+        if Self::carried(plan)
+            && let Some(fault) = plan.faults.first()
+            && let Some(injection) = fault.service()
+        {
+            // In front of the dependency from now until the load's end, faults in the slot only.
+            let slot_start = at(starts_at, Duration::from_secs(fault.slot.start));
+            let window = (slot_start, Duration::from_secs(fault.slot.end - fault.slot.start));
+            let until = at(ends_at, EXPIRY_MARGIN);
+            let owner = &self.children.owner;
+            let child = build::service_fault(owner, fault.name(), injection, Timestamp::now(), until, Some(window));
+            self.children.create(&child).await?;
+        }
         Ok(starts_at)
     }
 
     async fn stop_load(&mut self) -> Result<(), WorldError> {
+        let breaker_fault =
+            self.load.as_ref().filter(|(_, plan)| Self::carried(plan)).and_then(|(_, p)| p.faults.first().cloned());
+        if let Some(fault) = breaker_fault {
+            // The proxy's counts go with its pods: read them before the ServiceFault ends.
+            self.dependency = Some(self.read_dependency(&fault).await);
+            let name = self.children.owner.fault_name(fault.name());
+            self.children.abort::<ServiceFault>(&name).await?;
+        }
         match &self.load {
             Some((load, _)) => load.stop().await,
             None => Ok(()),
@@ -104,8 +186,12 @@ impl World for ClusterWorld {
         let name = owner.fault_name(fault.name());
         match &fault.action {
             FaultAction::Service(injection) => {
-                let child = build::service_fault(owner, fault.name(), injection, Timestamp::now(), expires_at);
-                self.children.create(&child).await?;
+                // A breaker trial's ServiceFault exists since the load's start; otherwise now.
+                if !self.carrying() {
+                    let child =
+                        build::service_fault(owner, fault.name(), injection, Timestamp::now(), expires_at, None);
+                    self.children.create(&child).await?;
+                }
                 // At most until the slot's end: a fault that is not on by then is a failed one,
                 // and the other faults' reverts are due.
                 let slot_end = expires_at - SignedDuration::try_from(EXPIRY_MARGIN).unwrap_or_default();
@@ -151,6 +237,9 @@ impl World for ClusterWorld {
     async fn revert(&mut self, fault: &PlannedFault) -> Result<(), WorldError> {
         let name = self.children.owner.fault_name(fault.name());
         match &fault.action {
+            // A breaker trial's proxy stays in front (its faults end with their window) to count
+            // the calls after the heal; only an early end (an abort) ends it now.
+            FaultAction::Service(_) if self.carrying() && !self.before(fault.slot.end) => Ok(()),
             FaultAction::Service(_) => {
                 self.children.abort::<ServiceFault>(&name).await?;
                 let reverted = self
@@ -188,18 +277,19 @@ impl World for ClusterWorld {
             return None;
         }
         self.asked_at = Some(Instant::now());
-        match self.children.api::<Drill>().get_opt(&self.children.owner.name).await {
-            Ok(None) => Some("the Drill was deleted".into()),
+        let deleted = || Some(format!("the {} was deleted", K::KIND));
+        match self.children.api::<K>().get_opt(&self.children.owner.name).await {
+            Ok(None) => deleted(),
             Ok(Some(d))
                 if d.meta().deletion_timestamp.is_some()
                     || d.meta().uid.as_deref() != Some(&self.children.owner.uid) =>
             {
-                Some("the Drill was deleted".into())
+                deleted()
             }
-            Ok(Some(d)) if abort_requested(&d) => Some(format!("the {ABORT_ANNOTATION} annotation")),
+            Ok(Some(d)) if K::stop_asked(&d) => Some(format!("the {ABORT_ANNOTATION} annotation")),
             Ok(Some(_)) => None,
             Err(error) => {
-                tracing::warn!(run = %self.children.owner.name, %error, "cannot read the Drill");
+                tracing::warn!(run = %self.children.owner.name, %error, "cannot read the run");
                 None
             }
         }
@@ -272,12 +362,15 @@ impl World for ClusterWorld {
     async fn dependency_calls(
         &mut self,
         fault: &PlannedFault,
-        _: Timestamp,
-        _: u64,
+        load_start: Timestamp,
+        seconds: u64,
     ) -> Result<Vec<Option<u64>>, WorldError> {
-        Err(WorldError(format!(
-            "fault {}: the calls reaching a dependency are read on loopback only (a CircuitBreakerTrial runs locally)",
-            fault.name()
-        )))
+        let calls = match &self.dependency {
+            Some(Ok(calls)) => calls,
+            Some(Err(why)) => return Err(WorldError(why.clone())),
+            None => return Err(WorldError(format!("fault {}: its dependency's calls were never read", fault.name()))),
+        };
+        let start = u64::try_from(load_start.as_second()).unwrap_or(0);
+        Ok((0..seconds).map(|s| calls.get(&(start + s)).copied()).collect())
     }
 }

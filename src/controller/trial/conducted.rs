@@ -1,43 +1,40 @@
-//! The Drill controller: validates a Drill, then conducts it in the cluster with the one engine
-//! of [`crate::trial`] (a task per running Drill, driving a [`ClusterWorld`]). Status is the
-//! run's record: Running with each fault's window as it happens, then the verdict and the
-//! judgement.
+//! The controller of the conducted kinds, Drill and CircuitBreakerTrial: validates a run, then
+//! conducts it in the cluster with the one engine of [`crate::trial`] (a task per running run,
+//! driving a [`ClusterWorld`]). Status is the run's record: Running with each fault's window as
+//! it happens, then the verdict and the judgement.
 
 use std::sync::Arc;
 
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::{
-    Api, Resource, ResourceExt,
+    Api, ResourceExt,
     runtime::{controller::Action, finalizer, finalizer::Event as FinalizerEvent},
 };
 use tokio::sync::mpsc;
 
 use super::{
-    RECHECK, build, build::Owner, children::Children, cleanup, conclude, finish, interrupted, world::ClusterWorld,
-    write_own_status,
+    ConductedRun, RECHECK, build, build::Owner, children::Children, cleanup, conclude, finish, interrupted,
+    world::ClusterWorld, write_own_status,
 };
 use crate::{
-    api::{
-        Drill, Phase, Verdict,
-        trial::{DrillStatus, FaultWindow},
-    },
+    api::{Phase, Verdict, trial::FaultWindow},
     controller::{
         Context, Error, FINALIZER, abort_requested, conditions, namespace_labels, namespace_of, publish, write_status,
     },
-    domain::{Note, spec_check::SpecCheck},
+    domain::Note,
     trial::{
         drive::{self, Milestone},
         plan::TrialPlan,
     },
 };
 
-pub async fn reconcile(drill: Arc<Drill>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile_started("Drill");
+pub async fn reconcile<K: ConductedRun>(drill: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_started(K::KIND);
     let ns = namespace_of(drill.as_ref())?;
-    let api: Api<Drill> = Api::namespaced(ctx.client.clone(), &ns);
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     finalizer(&api, FINALIZER, drill, |event| async {
         match event {
-            FinalizerEvent::Apply(drill) => apply(&drill, &ctx, &api, &ns).await,
+            FinalizerEvent::Apply(drill) => apply(drill.as_ref(), &ctx, &api, &ns).await,
             FinalizerEvent::Cleanup(drill) => cleanup(drill.as_ref(), &ctx).await,
         }
     })
@@ -45,10 +42,10 @@ pub async fn reconcile(drill: Arc<Drill>, ctx: Arc<Context>) -> Result<Action, E
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-async fn apply(drill: &Drill, ctx: &Arc<Context>, api: &Api<Drill>, ns: &str) -> Result<Action, Error> {
+async fn apply<K: ConductedRun>(drill: &K, ctx: &Arc<Context>, api: &Api<K>, ns: &str) -> Result<Action, Error> {
     let now = Timestamp::now();
-    let status = drill.status.clone().unwrap_or_default();
-    let phase = status.run.phase.unwrap_or_default();
+    let mut status = drill.current();
+    let phase = K::run_of(&mut status).phase.unwrap_or_default();
     if phase.is_terminal() {
         return Ok(Action::await_change());
     }
@@ -67,12 +64,12 @@ async fn apply(drill: &Drill, ctx: &Arc<Context>, api: &Api<Drill>, ns: &str) ->
         .check(ns, &labels)
         .map_err(|r| (r.reason(), r.to_string()))
         .and_then(|()| drill.check_spec().map_err(|m| ("InvalidSpec", m)))
-        .and_then(|()| TrialPlan::drill(&drill.spec).map_err(|e| ("InvalidSpec", format!("spec.{e}"))));
+        .and_then(|()| drill.plan().map_err(|e| ("InvalidSpec", format!("spec.{e}"))));
     let plan = match checked {
         Ok(plan) => plan,
         Err((reason, message)) => return finish(drill, ctx, api, Verdict::Error, reason, message, now).await,
     };
-    if drill.spec.dry_run {
+    if drill.dry_run() {
         let message = format!("dry run: would run {}; nothing was done, so nothing was proven", describe(&plan));
         return finish(drill, ctx, api, Verdict::Inconclusive, "DryRun", message, now).await;
     }
@@ -81,14 +78,17 @@ async fn apply(drill: &Drill, ctx: &Arc<Context>, api: &Api<Drill>, ns: &str) ->
         return finish(drill, ctx, api, Verdict::Aborted, "Aborted", message, now).await;
     }
     let mut st = status;
-    st.run.phase = Some(Phase::Running);
-    st.run.started_at = Some(Time(now));
-    st.run.message = Some(format!("starting {}; the load's runners are starting", describe(&plan)));
-    st.faults = plan.faults.iter().map(|f| FaultWindow::pending(f.name())).collect();
+    if let Some(windows) = K::windows_of(&mut st) {
+        *windows = plan.faults.iter().map(|f| FaultWindow::pending(f.name())).collect();
+    }
+    let run = K::run_of(&mut st);
+    run.phase = Some(Phase::Running);
+    run.started_at = Some(Time(now));
+    run.message = Some(format!("starting {}; the load's runners are starting", describe(&plan)));
     let generation = drill.meta().generation;
     let accepted = "spec valid and namespace opted in";
-    conditions::set(&mut st.run.conditions, conditions::ACCEPTED, true, "Accepted", accepted, generation, now);
-    conditions::refresh(&mut st.run, generation, now);
+    conditions::set(&mut run.conditions, conditions::ACCEPTED, true, "Accepted", accepted, generation, now);
+    conditions::refresh(run, generation, now);
     write_status(api, &drill.name_any(), &st).await?;
     publish(ctx, drill, &[Note::normal("Started", format!("conducting {}", describe(&plan)))]).await;
     let handle = tokio::spawn(conduct(drill.clone(), plan, Arc::clone(ctx), st));
@@ -109,15 +109,15 @@ fn describe(plan: &TrialPlan) -> String {
 }
 
 /// The run, from the load's start to the verdict in status.
-async fn conduct(drill: Drill, plan: TrialPlan, ctx: Arc<Context>, status: DrillStatus) {
+async fn conduct<K: ConductedRun>(drill: K, plan: TrialPlan, ctx: Arc<Context>, status: K::Status) {
     let name = drill.name_any();
-    let api: Api<Drill> = Api::namespaced(ctx.client.clone(), drill.namespace().as_deref().unwrap_or_default());
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), drill.namespace().as_deref().unwrap_or_default());
     let (told, heard) = mpsc::unbounded_channel();
     let reporter = tokio::spawn(report(drill.clone(), Arc::clone(&ctx), api.clone(), status.clone(), heard));
     let outcome = match Owner::of(&drill) {
         Ok(owner) => {
             let children = Children::new(ctx.client.clone(), owner);
-            let mut world = ClusterWorld::new(children.clone(), ctx.trials.stopping().clone());
+            let mut world = ClusterWorld::<K>::new(children.clone(), ctx.trials.stopping().clone());
             let outcome = drive::conduct(&plan, &mut world, |m| {
                 let _ = told.send(m);
             })
@@ -134,45 +134,51 @@ async fn conduct(drill: Drill, plan: TrialPlan, ctx: Arc<Context>, status: Drill
     drop(told);
     let status = reporter.await.unwrap_or(status);
     let now = Timestamp::now();
-    let last = match outcome {
-        Ok(outcome) => build::finished(status, outcome, drill.meta().generation),
-        Err(e) => {
-            let mut last = status;
-            build::end(&mut last.run, Verdict::Error, e.0, now, drill.meta().generation);
-            last
+    let mut last = status;
+    match outcome {
+        Ok(outcome) => {
+            build::end(
+                K::run_of(&mut last),
+                outcome.verdict,
+                outcome.message.clone(),
+                outcome.finished_at,
+                drill.meta().generation,
+            );
+            K::record(&mut last, outcome);
         }
-    };
+        Err(e) => build::end(K::run_of(&mut last), Verdict::Error, e.0, now, drill.meta().generation),
+    }
     conclude(&drill, &ctx, last).await;
 }
 
 /// Writes each milestone to status and as an Event while the run lasts; the status it ends
 /// with is where the verdict is added.
-async fn report(
-    drill: Drill,
+async fn report<K: ConductedRun>(
+    drill: K,
     ctx: Arc<Context>,
-    api: Api<Drill>,
-    mut status: DrillStatus,
+    api: Api<K>,
+    mut status: K::Status,
     mut heard: mpsc::UnboundedReceiver<Milestone>,
-) -> DrillStatus {
+) -> K::Status {
     let name = drill.name_any();
     while let Some(milestone) = heard.recv().await {
         let note = match &milestone {
             Milestone::LoadStarted { at } => {
-                status.run.message = Some(format!("the load started at {at}"));
+                K::run_of(&mut status).message = Some(format!("the load started at {at}"));
                 Note::normal("LoadStarted", format!("the load started at {at}"))
             }
             Milestone::Injected { fault, at } => {
-                if let Some(w) = status.faults.iter_mut().find(|w| &w.name == fault) {
+                if let Some(w) = K::windows_of(&mut status).and_then(|ws| ws.iter_mut().find(|w| &w.name == fault)) {
                     w.started_at = Some(Time(*at));
                 }
-                status.run.message = Some(format!("fault {fault} injected at {at}"));
+                K::run_of(&mut status).message = Some(format!("fault {fault} injected at {at}"));
                 Note::normal("FaultInjected", format!("fault {fault} injected at {at}"))
             }
             Milestone::Reverted { fault, at } => {
-                if let Some(w) = status.faults.iter_mut().find(|w| &w.name == fault) {
+                if let Some(w) = K::windows_of(&mut status).and_then(|ws| ws.iter_mut().find(|w| &w.name == fault)) {
                     w.reverted_at = Some(Time(*at));
                 }
-                status.run.message = Some(format!("fault {fault} reverted at {at}"));
+                K::run_of(&mut status).message = Some(format!("fault {fault} reverted at {at}"));
                 Note::normal("FaultReverted", format!("fault {fault} reverted at {at}"))
             }
             Milestone::Aborted { rule, observed } => {
@@ -181,11 +187,11 @@ async fn report(
                 } else {
                     format!("aborting: `{rule}` fired (observed {})", observed.join(", "))
                 };
-                status.run.message = Some(message.clone());
+                K::run_of(&mut status).message = Some(message.clone());
                 Note::warning("Aborting", message)
             }
             Milestone::LoadStopped { at } => {
-                status.run.message = Some(format!("the load stopped at {at}; judging after cooldown"));
+                K::run_of(&mut status).message = Some(format!("the load stopped at {at}; judging after cooldown"));
                 Note::normal("LoadStopped", format!("the load stopped at {at}"))
             }
         };

@@ -63,7 +63,7 @@ fn every_error_names_its_field_and_what_is_allowed() {
         ),
         (
             format!(r#"{{"faults":[],"expiresAt":"{FUTURE}","expires_at":"x"}}"#),
-            "expires_at: unknown field (allowed here: faults, expiresAt, seed)",
+            "expires_at: unknown field (allowed here: faults, expiresAt, startsAt, seed)",
         ),
         (
             format!(r#"{{"faults":[],"expiresAt":"{FUTURE}","seed":-1}}"#),

@@ -366,3 +366,35 @@ impl FaultWindow {
         FaultWindow { name: name.to_owned(), started_at: None, reverted_at: None, observed: None, effect: None }
     }
 }
+
+/// The kinds whose status holds a judgement: what their figures are, for metrics and reports.
+pub trait Judged {
+    /// The judgement so far (empty before the first write).
+    fn judgement(&self) -> Option<&Judgement>;
+    /// The most replicas seen, for the kinds that watch scaling.
+    fn peak_replicas(&self) -> Option<i32> {
+        None
+    }
+}
+
+impl Judged for Drill {
+    fn judgement(&self) -> Option<&Judgement> {
+        self.status.as_ref().map(|s| &s.judgement)
+    }
+}
+
+impl Judged for CircuitBreakerTrial {
+    fn judgement(&self) -> Option<&Judgement> {
+        self.status.as_ref().map(|s| &s.judgement)
+    }
+}
+
+impl Judged for AutoscalingCheck {
+    fn judgement(&self) -> Option<&Judgement> {
+        self.status.as_ref().map(|s| &s.judgement)
+    }
+
+    fn peak_replicas(&self) -> Option<i32> {
+        self.status.as_ref().and_then(|s| s.peak_replicas)
+    }
+}

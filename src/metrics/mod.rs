@@ -1,6 +1,9 @@
 //! The operator's Prometheus metrics: reconciles, errors by kind and reason, reconcile time,
 //! and experiments by kind, phase and verdict (counted from the controllers' caches at scrape
-//! time, so the figure is never stale or double-counted).
+//! time, so the figure is never stale or double-counted), plus the figures the experiments
+//! measured ([`figures`]).
+
+pub mod figures;
 
 use std::{
     fmt,
@@ -58,7 +61,7 @@ impl Collector for ExperimentCollector {
             }
         }
         let metric = encoder.encode_descriptor(
-            "chaoslab_experiments",
+            "experiments",
             "Experiments by kind, phase and verdict (verdict is empty until decided)",
             None,
             family.metric_type(),
@@ -74,6 +77,7 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     duration: Family<KindLabels, Histogram>,
     experiments: Arc<ExperimentCollector>,
+    figures: Arc<figures::FiguresCollector>,
 }
 
 impl Default for Metrics {
@@ -89,7 +93,9 @@ impl Default for Metrics {
         registry.register("reconcile_duration_seconds", "Time spent in one reconcile", duration.clone());
         let experiments = Arc::new(ExperimentCollector::default());
         registry.register_collector(Box::new(experiments.clone()));
-        Self { registry, reconciles, errors, duration, experiments }
+        let figures = Arc::new(figures::FiguresCollector::default());
+        registry.register_collector(Box::new(figures.clone()));
+        Self { registry, reconciles, errors, duration, experiments, figures }
     }
 }
 
@@ -111,6 +117,13 @@ impl Metrics {
     pub fn add_experiment_source(&self, kind: &str, source: ExperimentSource) {
         if let Ok(mut sources) = self.experiments.sources.lock() {
             sources.push((kind.into(), source));
+        }
+    }
+
+    /// Add a source of experiments' figures (verdicts, phases, recovery, replicas).
+    pub fn add_figures_source(&self, source: figures::FiguresSource) {
+        if let Ok(mut sources) = self.figures.sources.lock() {
+            sources.push(source);
         }
     }
 
@@ -172,10 +185,11 @@ mod tests {
             }),
         );
         let text = m.encode().unwrap();
-        assert!(text.contains(r#"chaoslab_reconciliations_total{kind="PodKill"} 1"#), "{text}");
-        assert!(text.contains(r#"chaoslab_reconcile_errors_total{kind="PodKill",reason="kube"} 1"#), "{text}");
-        assert!(text.contains(r#"chaoslab_experiments{kind="PodKill",phase="Succeeded",verdict="Pass"} 2"#), "{text}");
-        assert!(text.contains(r#"chaoslab_experiments{kind="PodKill",phase="Running",verdict=""} 1"#), "{text}");
-        assert!(text.contains("chaoslab_reconcile_duration_seconds_count{kind=\"PodKill\"} 1"), "{text}");
+        let has = |line: &str| text.lines().any(|l| l == line);
+        assert!(has(r#"chaoslab_reconciliations_total{kind="PodKill"} 1"#), "{text}");
+        assert!(has(r#"chaoslab_reconcile_errors_total{kind="PodKill",reason="kube"} 1"#), "{text}");
+        assert!(has(r#"chaoslab_experiments{kind="PodKill",phase="Succeeded",verdict="Pass"} 2"#), "{text}");
+        assert!(has(r#"chaoslab_experiments{kind="PodKill",phase="Running",verdict=""} 1"#), "{text}");
+        assert!(has("chaoslab_reconcile_duration_seconds_count{kind=\"PodKill\"} 1"), "{text}");
     }
 }

@@ -21,11 +21,11 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 
 use crate::{
-    api::{CircuitBreakerTrial, Drill, Experiment, LoadTest, PodKill, ServiceFault},
+    api::{CircuitBreakerTrial, Drill, Experiment, LoadTest, PodKill, ServiceFault, trial::Judged},
     controller::{self, Context},
     domain::guard::{OptInLabel, TargetGuard},
     load::protocol::RUN_LABEL,
-    metrics::Metrics,
+    metrics::{Metrics, figures::ExperimentFigures},
 };
 
 /// How the operator runs; filled from flags and environment by the binary.
@@ -154,21 +154,21 @@ pub async fn run(config: Config) -> Result<(), OperatorError> {
         controllers.push(podkill_controller(&client, scope.as_deref(), &ctx, stop.clone()));
         controllers.push(loadtest_controller(&client, scope.as_deref(), &ctx, stop.clone()));
         controllers.push(servicefault_controller(&client, scope.as_deref(), &ctx, stop.clone()));
-        controllers.push(plain_controller(
+        controllers.push(judged_controller(
             &client,
             scope.as_deref(),
             &ctx,
             stop.clone(),
             controller::trial::conducted::reconcile::<CircuitBreakerTrial>,
         ));
-        controllers.push(plain_controller(
+        controllers.push(judged_controller(
             &client,
             scope.as_deref(),
             &ctx,
             stop.clone(),
             controller::autoscaling::reconcile,
         ));
-        controllers.push(plain_controller(
+        controllers.push(judged_controller(
             &client,
             scope.as_deref(),
             &ctx,
@@ -200,7 +200,11 @@ fn api_for<K: Experiment>(client: &Client, scope: Option<&str>) -> Api<K> {
     }
 }
 
-fn count_phases<K: Experiment>(metrics: &Metrics, store: Store<K>) {
+/// Exports `K`'s experiments from the controller's cache: counted by phase and verdict, and
+/// their figures (`figures` says what `K` measured).
+fn count_phases<K: Experiment>(metrics: &Metrics, store: Store<K>, figures: fn(&K) -> ExperimentFigures) {
+    let cache = store.clone();
+    metrics.add_figures_source(Box::new(move || cache.state().iter().map(|o| figures(o)).collect()));
     metrics.add_experiment_source(
         K::KIND,
         Box::new(move || {
@@ -226,7 +230,7 @@ fn podkill_controller(
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     let controller = Controller::new(api_for::<PodKill>(client, scope), watcher::Config::default().any_semantic());
     let store = controller.store();
-    count_phases(&ctx.metrics, store.clone());
+    count_phases(&ctx.metrics, store.clone(), ExperimentFigures::of);
     // Only the namespace of a changed pod matters here, so watch pod metadata, not whole pods
     // (kube asks for metadata only for PartialObjectMeta): with thousands of pods that is the
     // difference in the operator's memory.
@@ -257,7 +261,7 @@ fn loadtest_controller(
     stop: Shutdown,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     let controller = Controller::new(api_for::<LoadTest>(client, scope), watcher::Config::default().any_semantic());
-    count_phases(&ctx.metrics, controller.store());
+    count_phases(&ctx.metrics, controller.store(), ExperimentFigures::of);
     let jobs: Api<Job> = match scope {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -279,7 +283,7 @@ fn servicefault_controller(
     stop: Shutdown,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     let controller = Controller::new(api_for::<ServiceFault>(client, scope), watcher::Config::default().any_semantic());
-    count_phases(&ctx.metrics, controller.store());
+    count_phases(&ctx.metrics, controller.store(), ExperimentFigures::of);
     let deployments: Api<Deployment> = match scope {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -293,9 +297,9 @@ fn servicefault_controller(
         .boxed()
 }
 
-/// A controller of `K` that watches only `K` itself: the judged kinds (whose runs are
-/// conducted by tasks that write their status) and the kinds not run yet.
-fn plain_controller<K, F, Fut>(
+/// A controller of `K` that watches only `K` itself: the judged kinds, whose runs are
+/// conducted by tasks that write their status.
+fn judged_controller<K, F, Fut>(
     client: &Client,
     scope: Option<&str>,
     ctx: &Arc<Context>,
@@ -303,12 +307,12 @@ fn plain_controller<K, F, Fut>(
     reconcile: F,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>>
 where
-    K: Experiment,
+    K: Experiment + Judged,
     F: FnMut(Arc<K>, Arc<Context>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Action, controller::Error>> + Send + 'static,
 {
     let controller = Controller::new(api_for::<K>(client, scope), watcher::Config::default().any_semantic());
-    count_phases(&ctx.metrics, controller.store());
+    count_phases(&ctx.metrics, controller.store(), ExperimentFigures::judged);
     controller
         .graceful_shutdown_on(stop)
         .run(reconcile, controller::error_policy::<K>, ctx.clone())

@@ -49,7 +49,7 @@ async fn a_drill_runs_its_phases_with_a_pod_kill_and_a_service_fault_and_reverts
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
     let before = services.get("web").await.expect("the Service");
     let (url, answered) = server(Duration::from_millis(2)).await;
-    let _operator = Operator::start("drill", &[ns]);
+    let operator = Operator::start("drill", &[ns]);
     let api = create::<Drill>(
         &client,
         ns,
@@ -128,6 +128,28 @@ async fn a_drill_runs_its_phases_with_a_pod_kill_and_a_service_fault_and_reverts
     let loads: Api<LoadTest> = Api::namespaced(client.clone(), ns);
     let lt = loads.get("gameday-load").await.expect("the LoadTest child");
     assert_eq!(lt.status.as_ref().and_then(|s| s.run.phase), Some(Phase::Succeeded));
+
+    // The operator exports the figures it measured, as status has them.
+    let metrics = wait_for("the Drill's figures in the metrics", Duration::from_secs(10), || async {
+        let m = operator.metrics();
+        let verdict =
+            r#"chaoslab_experiment_verdict{kind="Drill",namespace="e2e-drill",name="gameday",verdict="Pass"} 1.0"#;
+        m.lines().any(|l| l == verdict).then_some(m)
+    })
+    .await;
+    let inject = st.judgement.phases.iter().find(|p| p.name == PhaseName::Inject).expect("inject");
+    let who = r#"kind="Drill",namespace="e2e-drill",name="gameday",phase="inject""#;
+    let exported = |family: &str| -> f64 {
+        let prefix = format!("{family}{{{who}}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
+    };
+    assert_eq!(Some(exported("chaoslab_phase_throughput")), inject.throughput);
+    assert_eq!(Some(exported("chaoslab_phase_error_ratio")), inject.error_rate);
+    assert!((exported("chaoslab_phase_seconds") - 12.0).abs() < 1.0, "{metrics}");
 
     // Nothing left behind: the Service is exactly as before.
     let after = services.get("web").await.expect("the Service");

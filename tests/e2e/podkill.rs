@@ -55,10 +55,14 @@ async fn a_podkill_deletes_a_pod_and_passes_with_recovery_times() {
     // The operator exports the run's outcome.
     let metrics = wait_for("the experiment gauge", Duration::from_secs(10), || async {
         let m = operator.metrics();
-        m.contains(r#"chaoslab_experiments{kind="PodKill",phase="Succeeded",verdict="Pass"} 1"#).then_some(m)
+        let counted = r#"chaoslab_experiments{kind="PodKill",phase="Succeeded",verdict="Pass"} 1"#;
+        m.lines().any(|l| l == counted).then_some(m)
     })
     .await;
-    assert!(metrics.contains(r#"chaoslab_reconciliations_total{kind="PodKill"}"#), "{metrics}");
+    assert!(metrics.lines().any(|l| l.starts_with(r#"chaoslab_reconciliations_total{kind="PodKill"} "#)), "{metrics}");
+    let verdict =
+        r#"chaoslab_experiment_verdict{kind="PodKill",namespace="e2e-podkill",name="kill-two",verdict="Pass"} 1.0"#;
+    assert!(metrics.lines().any(|l| l == verdict), "{metrics}");
     // The finalizer was there while it ran, and deleting the finished PodKill is immediate.
     assert!(pk.metadata.finalizers.as_ref().is_some_and(|f| f.iter().any(|f| f == "chaoslab.dev/cleanup")));
     api.delete("kill-two", &Default::default()).await.expect("delete");

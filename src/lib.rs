@@ -16,5 +16,6 @@ pub mod local;
 pub mod metrics;
 pub mod operator;
 pub mod proxy;
+pub mod report;
 pub mod runner;
 pub mod trial;

@@ -1,0 +1,232 @@
+//! The report of a finished run: the versioned machine-readable summary (`report.json`, schema
+//! [`SCHEMA`]), the Markdown a person reads ([`markdown`]), SVG charts ([`charts`]) and one
+//! self-contained HTML page ([`html`]). A report is built from what the run recorded (its
+//! judgement, fault windows, per-second figures), never from anything measured again.
+
+pub mod charts;
+pub mod html;
+pub mod markdown;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    api::{
+        Verdict,
+        figures::{AbortRecord, ExpectationResult, PhaseResult, RecoveryFigures},
+        load::{LoadModel, LoadProfile},
+        trial::{BreakerFigures, FaultWindow, ReplicaSample},
+    },
+    load::Figures,
+    trial::drive::TrialOutcome,
+};
+
+/// The schema of `report.json`; it changes name when a field changes meaning or goes away
+/// (adding a field keeps it). Documented in docs/reports.md.
+pub const SCHEMA: &str = "chaoslab.dev/report/v1";
+
+/// Everything a report shows, as `report.json` holds it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// Always [`SCHEMA`] for this shape.
+    pub schema: String,
+    /// The experiment's kind (`Drill`, `CircuitBreakerTrial`, ...).
+    pub kind: String,
+    pub name: String,
+    /// The namespace in a cluster; absent for a local run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    /// Why the verdict, in one sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the load's second 0 began: the origin of every chart's time axis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    #[serde(default)]
+    pub expectations: Vec<ExpectationResult>,
+    #[serde(default)]
+    pub phases: Vec<PhaseResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryFigures>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted_by: Option<AbortRecord>,
+    /// When each fault was active, with the evidence of its effect.
+    #[serde(default)]
+    pub faults: Vec<FaultWindow>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<BreakerFigures>,
+    /// Desired and ready replicas over time (AutoscalingCheck).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaSample>,
+    /// The load's figures second by second, from second 0; a second nothing was measured in
+    /// is absent.
+    #[serde(default)]
+    pub seconds: Vec<SecondFigures>,
+    pub record: Record,
+}
+
+/// What the load measured in one second.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecondFigures {
+    /// Seconds since the load's start.
+    pub second: u64,
+    /// Requests sent in the second.
+    pub requests: u64,
+    /// Requests that failed.
+    pub errors: u64,
+    /// Requests answered per second.
+    pub throughput: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// What was done, so the run can be understood and repeated.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    /// Where the run happened: `local` (processes on loopback) or `cluster`.
+    pub environment: String,
+    /// Where the load went.
+    pub target: String,
+    /// The load as asked: model and level (`open, 20 req/s`).
+    pub load: String,
+    /// The most requests in flight the load allowed (open: `maxInFlight`; closed: the VUs),
+    /// for the Little's-law check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_limit: Option<u32>,
+    /// The seed of the faults' dice, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// The chaoslab that ran it.
+    pub chaoslab_version: String,
+}
+
+impl Record {
+    /// The record of a load profile run in `environment`.
+    pub fn of_load(environment: &str, load: &LoadProfile, target: String, seed: Option<u64>) -> Record {
+        let (level, limit) = match load.model {
+            LoadModel::Open => (
+                load.rate.map(|r| format!("open, {r} req/s")).unwrap_or_else(|| "open, staged".into()),
+                Some(load.max_in_flight.unwrap_or(10_000)),
+            ),
+            LoadModel::Closed => {
+                (load.vus.map(|v| format!("closed, {v} VUs")).unwrap_or_else(|| "closed, staged".into()), load.vus)
+            }
+        };
+        Record {
+            environment: environment.to_owned(),
+            target,
+            load: level,
+            concurrency_limit: limit,
+            seed,
+            chaoslab_version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+}
+
+impl SecondFigures {
+    /// One second's figures as the load engine measured them.
+    pub fn of(second: u64, figures: &Figures) -> SecondFigures {
+        SecondFigures {
+            second,
+            requests: figures.total,
+            errors: (figures.error_rate * figures.total as f64).round() as u64,
+            throughput: figures.rps,
+            p50_ms: figures.p50.as_secs_f64() * 1000.0,
+            p99_ms: figures.p99.as_secs_f64() * 1000.0,
+        }
+    }
+
+    /// The seconds of a load (index = second), those measured.
+    pub fn series(seconds: &[Option<Figures>]) -> Vec<SecondFigures> {
+        seconds.iter().enumerate().filter_map(|(i, f)| f.as_ref().map(|f| SecondFigures::of(i as u64, f))).collect()
+    }
+}
+
+impl Report {
+    /// The report of a run conducted by [`crate::trial::drive::conduct`].
+    pub fn of_trial(
+        kind: &str,
+        name: &str,
+        outcome: &TrialOutcome,
+        seconds: &[Option<Figures>],
+        record: Record,
+    ) -> Report {
+        Report {
+            schema: SCHEMA.to_owned(),
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            namespace: None,
+            verdict: Some(outcome.verdict),
+            message: Some(outcome.message.clone()),
+            started_at: Some(Time(outcome.started_at)),
+            finished_at: Some(Time(outcome.finished_at)),
+            expectations: outcome.judgement.expectations.clone(),
+            phases: outcome.judgement.phases.clone(),
+            recovery: outcome.judgement.recovery.clone(),
+            aborted_by: outcome.judgement.aborted_by.clone(),
+            faults: outcome.faults.clone(),
+            breaker: outcome.breaker.clone(),
+            replicas: Vec::new(),
+            seconds: SecondFigures::series(seconds),
+            record,
+        }
+    }
+
+    /// Seconds from the load's start to `at` (negative before it); `None` without a start.
+    pub fn offset(&self, at: &Time) -> Option<f64> {
+        let start = self.started_at.as_ref()?;
+        Some(at.0.duration_since(start.0).as_secs_f64())
+    }
+
+    /// The length of the run's time axis in seconds: to its last second, phase, fault or
+    /// replica sample, whichever is latest.
+    pub fn span(&self) -> f64 {
+        let last_second = self.seconds.last().map(|s| s.second as f64 + 1.0).unwrap_or(0.0);
+        let ends = self
+            .phases
+            .iter()
+            .filter_map(|p| p.finished_at.as_ref())
+            .chain(self.faults.iter().filter_map(|f| f.reverted_at.as_ref()))
+            .chain(self.replicas.iter().map(|r| &r.at))
+            .filter_map(|t| self.offset(t));
+        ends.fold(last_second, f64::max).max(1.0)
+    }
+
+    /// The verdict as a word (`Pass`), or `Undecided`.
+    pub fn verdict_word(&self) -> &'static str {
+        self.verdict.map(Verdict::as_str).unwrap_or("Undecided")
+    }
+
+    /// `report.json`: the report as pretty JSON.
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string_pretty(self)
+    }
+}
+
+/// A time-stamp as reports print it: to the second, in UTC.
+pub fn clock(at: &Time) -> String {
+    at.0.strftime("%Y-%m-%d %H:%M:%SZ").to_string()
+}
+
+/// The JSON Schema of `report.json` (checked in as docs/report.schema.json).
+pub fn json_schema() -> Result<String, serde_json::Error> {
+    let mut schema = serde_json::to_value(schemars::schema_for!(Report))?;
+    if let Some(object) = schema.as_object_mut() {
+        object.insert("$id".into(), serde_json::Value::String(format!("https://{SCHEMA}")));
+    }
+    serde_json::to_string_pretty(&schema).map(|s| s + "\n")
+}
+
+#[cfg(test)]
+pub(crate) mod fixture;
+
+#[cfg(test)]
+mod tests;

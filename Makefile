@@ -6,7 +6,7 @@ export CHAOSLAB_CACHE
 # Pinned tools (helm) built by hack/tools.sh live here.
 export PATH := $(CHAOSLAB_CACHE)/bin:$(PATH)
 
-.PHONY: test tools fmt-check clippy unit crds helm-check build operator e2e demo
+.PHONY: test tools fmt-check clippy unit crds helm-check build operator e2e demo lab install
 
 ## Everything CI checks: formatting, lints, unit + mocked-API + schema + chart tests (with the
 ## CRD drift check), helm lint/template, then the e2e suite on the local cluster.
@@ -24,7 +24,20 @@ tools:
 build:
 	$(CARGO) build --release --locked
 
-## The main job on this machine: a local cluster, the operator, examples/podkill.yaml, the verdict.
+## Install chaoslab into $(PREFIX)/bin, and as kubectl-chaoslab so `kubectl chaoslab ...` works.
+PREFIX ?= $(HOME)/.local
+install: build
+	install -D -m 0755 target/release/chaoslab $(PREFIX)/bin/chaoslab
+	ln -sf chaoslab $(PREFIX)/bin/kubectl-chaoslab
+
+## The first thing to run: the lab app on loopback, the tour drill, its verdict and its report
+## (target/lab-report/report.html). No cluster needed.
+lab:
+	bash hack/deps.sh
+	$(CARGO) build --release --locked
+	./target/release/chaoslab lab --out target/lab-report
+
+## The operator's job on this machine: a local cluster, the operator, examples/podkill.yaml, the verdict.
 demo: tools
 	bash hack/demo.sh
 

@@ -3,14 +3,15 @@
 # toolchains that come with the machine. Idempotent: a ready machine is left as it is.
 #   - Debian packages (apt-get, as root): make, git, ca-certificates, build-essential, and for the
 #     local cluster: iproute2 (network namespaces), openssl (its PKI), curl (health checks),
-#     procps (kill), util-linux (setsid, flock), time (build memory figures), bc (bench/)
+#     procps (kill), util-linux (setsid, flock), time (build memory figures), bc (bench/), and
+#     chromium (headless: the HTML report is opened and screenshotted in tests/lab.rs)
 #   - rustup components: rustfmt, clippy
 #   - Go (>= 1.26, see hack/k8s/versions.env) must be on PATH: it builds helm and Kubernetes' parts.
 set -euo pipefail
 
 log() { printf '[deps] %s\n' "$*" >&2; }
 
-PACKAGES=(make git ca-certificates build-essential iproute2 openssl curl procps util-linux time bc)
+PACKAGES=(make git ca-certificates build-essential iproute2 openssl curl procps util-linux time bc chromium)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -31,6 +31,12 @@ enum Command {
     /// Send load to a URL from this machine and judge it: exit 0 when every threshold holds,
     /// 1 when one fails.
     Load(chaoslab::cli::load::LoadArgs),
+    /// The lab on this machine: start the demo app's services on loopback and run a Drill or
+    /// CircuitBreakerTrial against them (default: a half-minute tour), then print the report.
+    /// Exit 0 on Pass, 1 on Fail or Aborted, 2 on Inconclusive or Error.
+    Lab(chaoslab::cli::lab::LabArgs),
+    /// Render a stored report (report.json) as Markdown, JSON, HTML or SVG charts.
+    Report(chaoslab::cli::report::ReportArgs),
     /// Run one LoadTest runner (what the operator's runner Job pods run): wait for the start,
     /// send this runner's share of the load, write the report back.
     Runner(RunnerArgs),
@@ -128,6 +134,8 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Crd { out_dir } => print_crds(out_dir).map(|()| ExitCode::SUCCESS),
         Command::Operator(args) => run_operator(args).map(|()| ExitCode::SUCCESS),
         Command::Load(args) => chaoslab::cli::load::main(args),
+        Command::Lab(args) => chaoslab::cli::lab::main(args),
+        Command::Report(args) => chaoslab::cli::report::main(args),
         Command::Runner(args) => run_runner(args),
         Command::Proxy { log, args } => {
             init_logging(log.log_format, &log.log_level)?;

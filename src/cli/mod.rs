@@ -2,6 +2,8 @@
 //! binary's edge, where flags become engine configuration and results become exit codes.
 
 pub mod demo;
+pub mod lab;
 pub mod load;
 pub mod output;
 pub mod proxy;
+pub mod report;

@@ -5,6 +5,8 @@
 //! Time: the load starts on a whole Unix second, so second `s` of the load is the proxies'
 //! per-second slot `start + s`, and the calls a dependency received are read second by second.
 
+pub mod lab;
+
 use std::{
     collections::BTreeMap,
     ops::Range,

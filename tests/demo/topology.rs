@@ -16,42 +16,8 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_chaoslab");
 
-/// The lab topology's own flags per service: the defaults of the chart's
-/// `demo.services.<name>.args` (tests/chart_demo.rs checks they are the same), so the drills'
-/// stated verdicts hold locally and in a cluster alike. The frontend sheds load beyond 12
-/// requests in flight; with about 110 ms per request, that is about 110 requests per second.
-pub const FRONTEND: &[&str] = &[
-    "--latency",
-    "80ms",
-    "--jitter",
-    "20ms",
-    "--cpu",
-    "1ms",
-    "--max-concurrency",
-    "12",
-    "--timeout",
-    "2s",
-    "--response-bytes",
-    "1024",
-];
-pub const CATALOG: &[&str] = &[
-    "--latency",
-    "10ms",
-    "--jitter",
-    "4ms",
-    "--timeout",
-    "500ms",
-    "--retries",
-    "1",
-    "--retry-budget-min-per-second",
-    "1",
-    "--circuit-breaker=true",
-    "--fallback",
-    "last-good",
-    "--response-bytes",
-    "512",
-];
-pub const INVENTORY: &[&str] = &["--latency", "5ms", "--jitter", "2ms", "--response-bytes", "256"];
+/// The lab topology's own flags per service (the library's, which `chaoslab lab` runs).
+pub use chaoslab::demo::topology::{CATALOG, FRONTEND, INVENTORY};
 
 /// One `chaoslab demo` process listening on an ephemeral loopback port.
 pub struct Service {

@@ -1,0 +1,199 @@
+//! `chaoslab lab [FILE]`: the one command a newcomer runs. It starts the lab app's topology on
+//! loopback (frontend → catalog → inventory, a proxy in front of inventory), runs a Drill or a
+//! CircuitBreakerTrial from the file (default: the tour, examples/lab/tour.yaml) with the same
+//! engine the operator uses, tells each milestone as it happens, and prints the report.
+
+use std::{
+    io::IsTerminal as _,
+    path::PathBuf,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::report::{self as report_cli, Format};
+use crate::{
+    api::{CircuitBreakerTrial, Drill, load::LoadProfile},
+    local::{
+        LocalWorld,
+        lab::{LabTopology, this_binary},
+    },
+    report::{Record, Report},
+    trial::{
+        drive::{Milestone, World as _, conduct},
+        plan::TrialPlan,
+    },
+};
+
+/// The drill `chaoslab lab` runs when given no file.
+pub const TOUR: &str = include_str!("../../examples/lab/tour.yaml");
+
+#[derive(Args, Debug)]
+pub struct LabArgs {
+    /// A Drill or CircuitBreakerTrial file (apiVersion chaoslab.dev/v1alpha1); its Services
+    /// are the lab's: frontend, catalog and inventory (faults go in front of inventory).
+    /// Default: the tour (examples/lab/tour.yaml).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// What to print at the end: md (the summary) or json (report.json).
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Md)]
+    pub output: Format,
+    /// Also write the whole report (report.json, report.md, SVG charts, report.html) here.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// The seed of the proxy's dice (which requests a percentage fault hits), for the record.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// The run a file asks for.
+enum Run {
+    Drill(Box<Drill>),
+    Trial(Box<CircuitBreakerTrial>),
+}
+
+impl Run {
+    fn parse(text: &str, source: &str) -> anyhow::Result<Run> {
+        let documents: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple(text).with_context(|| format!("{source} is not YAML"))?;
+        let mut runs = documents.into_iter().filter(|d| !d.is_null());
+        let (Some(document), None) = (runs.next(), runs.next()) else {
+            anyhow::bail!("{source}: one resource per file, a Drill or a CircuitBreakerTrial")
+        };
+        let kind = document.get("kind").and_then(|k| k.as_str()).unwrap_or_default().to_owned();
+        let api_version = document.get("apiVersion").and_then(|k| k.as_str()).unwrap_or_default();
+        if api_version != crate::api::API_VERSION {
+            anyhow::bail!("{source}: apiVersion is {api_version:?}; allowed: {}", crate::api::API_VERSION);
+        }
+        match kind.as_str() {
+            "Drill" => Ok(Run::Drill(Box::new(
+                serde_json::from_value(document).with_context(|| format!("{source}: not a valid Drill"))?,
+            ))),
+            "CircuitBreakerTrial" => Ok(Run::Trial(Box::new(
+                serde_json::from_value(document)
+                    .with_context(|| format!("{source}: not a valid CircuitBreakerTrial"))?,
+            ))),
+            "LoadTest" => anyhow::bail!("{source}: a LoadTest runs with `chaoslab load -f {source}`"),
+            other => anyhow::bail!("{source}: kind is {other:?}; allowed: Drill, CircuitBreakerTrial"),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Run::Drill(_) => "Drill",
+            Run::Trial(_) => "CircuitBreakerTrial",
+        }
+    }
+
+    fn name(&self) -> String {
+        let meta = match self {
+            Run::Drill(d) => &d.metadata,
+            Run::Trial(t) => &t.metadata,
+        };
+        meta.name.clone().unwrap_or_else(|| "unnamed".into())
+    }
+
+    fn load(&self) -> &LoadProfile {
+        match self {
+            Run::Drill(d) => &d.spec.load,
+            Run::Trial(t) => &t.spec.load,
+        }
+    }
+
+    fn plan(&self) -> anyhow::Result<TrialPlan> {
+        match self {
+            Run::Drill(d) => TrialPlan::drill(&d.spec),
+            Run::Trial(t) => TrialPlan::circuit_breaker(&t.spec),
+        }
+        .map_err(|e| anyhow::anyhow!("spec: {e}"))
+    }
+}
+
+pub fn main(args: LabArgs) -> anyhow::Result<ExitCode> {
+    if args.output == Format::Html || args.output == Format::Svg {
+        anyhow::bail!("-o: allowed here are md and json; write html and svg with --out DIR");
+    }
+    let (text, source) = match &args.file {
+        Some(path) => (
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => (TOUR.to_owned(), "the tour".to_owned()),
+    };
+    let run = Run::parse(&text, &source)?;
+    let plan = run.plan()?;
+    crate::load::engine::raise_open_file_limit();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let report = runtime.block_on(lab(&run, &plan, args.seed))?;
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let Some(report) = report else {
+        eprintln!("interrupted: the lab's processes are stopped, nothing is left running");
+        return Ok(ExitCode::from(130));
+    };
+    if let Some(dir) = &args.out {
+        let written = report_cli::write_all(&report, dir)?;
+        eprintln!("wrote {} into {}", written.join(", "), dir.display());
+    }
+    print!("{}", report_cli::render(&report, args.output)?);
+    Ok(report_cli::exit_code(report.verdict))
+}
+
+/// Starts the topology, conducts the run and builds its report; `None` on Ctrl-C.
+async fn lab(run: &Run, plan: &TrialPlan, seed: u64) -> anyhow::Result<Option<Report>> {
+    let exe = this_binary().context("finding this binary to start the lab's services")?;
+    let topology = LabTopology::start(&exe, None, seed).await?;
+    let services: Vec<String> = topology.targets().services.iter().map(|(n, u)| format!("{n} {u}")).collect();
+    eprintln!("lab: {}; a proxy in front of inventory", services.join(", "));
+    let mut world = LocalWorld::new(topology.targets().clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let started = Instant::now();
+    let total = Duration::from_secs(plan.timeline.load_seconds());
+    eprintln!("{} {}: {} of load, {} fault(s)", run.kind(), run.name(), seconds(total), plan.faults.len());
+    let tell = |m: Milestone| eprintln!("{:>6}  {}", seconds(started.elapsed()), milestone(&m));
+    let outcome = tokio::select! {
+        outcome = conduct(plan, &mut world, tell) => outcome,
+        _ = tokio::signal::ctrl_c() => {
+            topology.stop().await;
+            return Ok(None);
+        }
+    };
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let logs = topology.logs();
+            topology.stop().await;
+            anyhow::bail!("the run could not be conducted: {e}\nthe lab's last output:\n{logs}");
+        }
+    };
+    let measured = world.seconds().await;
+    topology.stop().await;
+    let target = match (&run.load().target.url, &run.load().target.service) {
+        (Some(url), _) => url.clone(),
+        (None, Some(service)) => {
+            let url = world.targets().services.get(&service.name).cloned().unwrap_or_default();
+            format!("{} ({url})", service.name)
+        }
+        (None, None) => String::new(),
+    };
+    let record = Record::of_load("local", run.load(), target, Some(seed));
+    let report = Report::of_trial(run.kind(), &run.name(), &outcome, &measured, record);
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+    Ok(Some(report))
+}
+
+fn milestone(m: &Milestone) -> String {
+    match m {
+        Milestone::LoadStarted { .. } => "load started".into(),
+        Milestone::Injected { fault, .. } => format!("injected {fault}"),
+        Milestone::Reverted { fault, .. } => format!("reverted {fault}"),
+        Milestone::Aborted { rule, observed } => format!("aborted by {rule} on {}", observed.join(", ")),
+        Milestone::LoadStopped { .. } => "load stopped".into(),
+    }
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}

@@ -441,3 +441,44 @@ fn two_active_operators_are_refused() {
     let deploy: Deployment = one(&docs, "Deployment");
     assert_eq!(deploy.spec.and_then(|s| s.replicas), Some(2));
 }
+
+#[test]
+fn the_grafana_dashboard_is_off_by_default_and_shows_only_exported_metrics() {
+    let docs = render(&[]);
+    assert!(
+        docs.iter()
+            .all(|d| d["kind"] != "ConfigMap" || !d["metadata"]["name"].as_str().unwrap_or("").ends_with("-dashboard")),
+        "no dashboard unless asked"
+    );
+    let docs = render(&["--set", "grafanaDashboard.enabled=true"]);
+    let cm: k8s_openapi::api::core::v1::ConfigMap = one(&docs, "ConfigMap");
+    let labels = cm.metadata.labels.unwrap_or_default();
+    assert_eq!(labels.get("grafana_dashboard").map(String::as_str), Some("1"), "the sidecar's label");
+    assert_eq!(cm.metadata.namespace.as_deref(), Some(NAMESPACE));
+    let json = cm.data.unwrap_or_default().remove("chaoslab.json").expect("the dashboard");
+    let dashboard: Value = serde_json::from_str(&json).expect("the dashboard is JSON");
+    assert_eq!(dashboard["uid"], "chaoslab-verdicts");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 8);
+    // Every metric a panel or variable queries is one the operator exports (the registry adds
+    // the `chaoslab_` prefix to the names in src/metrics/).
+    let sources: String = ["src/metrics/mod.rs", "src/metrics/figures.rs"]
+        .iter()
+        .map(|f| std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/").to_owned() + f).expect("source"))
+        .collect();
+    let mut queried = BTreeSet::new();
+    for word in json.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if let Some(name) = word.strip_prefix("chaoslab_") {
+            queried.insert(name.trim_end_matches("_total").to_owned());
+        }
+    }
+    for must in ["experiment_verdict", "phase_latency_seconds", "phase_error_ratio", "time_to_recover_seconds"] {
+        assert!(queried.contains(must), "the dashboard shows {must}: {queried:?}");
+    }
+    for name in &queried {
+        assert!(sources.contains(&format!("\"{name}\"")), "chaoslab_{name} is not exported by the operator");
+    }
+    let with_ns = render(&["--set", "grafanaDashboard.enabled=true", "--set", "grafanaDashboard.namespace=monitoring"]);
+    let cm: k8s_openapi::api::core::v1::ConfigMap = one(&with_ns, "ConfigMap");
+    assert_eq!(cm.metadata.namespace.as_deref(), Some("monitoring"));
+}

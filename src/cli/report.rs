@@ -17,10 +17,14 @@ use crate::{
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// The report to render: a report.json, or a directory holding one (what `chaoslab lab
-    /// --out` writes).
+    /// The report to render: `<kind>/<name>` of a finished experiment in the cluster (its
+    /// `status.reportRef`), a report.json, or a directory holding one (what `chaoslab lab --out`
+    /// writes).
     #[arg(value_name = "REPORT", required_unless_present = "schema")]
-    pub from: Option<PathBuf>,
+    pub from: Option<String>,
+    /// The experiment's namespace (default: the kubeconfig context's).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
     /// What to print: md (the summary), json (report.json), html (one self-contained page with
     /// the charts inline) or svg (the charts, one after another).
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Md)]
@@ -30,7 +34,7 @@ pub struct ReportArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Print the JSON Schema of report.json and exit.
-    #[arg(long, conflicts_with_all = ["from", "out"])]
+    #[arg(long, conflicts_with_all = ["from", "out", "namespace"])]
     pub schema: bool,
 }
 
@@ -48,7 +52,14 @@ pub fn main(args: ReportArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let Some(from) = args.from else { anyhow::bail!("REPORT is required: a report.json or a directory holding one") };
-    let report = read(&from)?;
+    let path = PathBuf::from(&from);
+    let report = match from.split_once('/') {
+        Some((kind, name)) if !path.exists() && !kind.is_empty() && !name.is_empty() && !name.contains('/') => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(from_cluster(kind, name, args.namespace.as_deref()))?
+        }
+        _ => read(&path)?,
+    };
     match &args.out {
         Some(dir) => {
             let written = write_all(&report, dir)?;
@@ -59,22 +70,61 @@ pub fn main(args: ReportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Reads the report of `kind/name` from the cluster: the ConfigMap its `status.reportRef` names.
+async fn from_cluster(kind: &str, name: &str, namespace: Option<&str>) -> anyhow::Result<Report> {
+    use crate::api::{AutoscalingCheck, CircuitBreakerTrial, Drill, Experiment, LoadTest, PodKill, ServiceFault};
+    let client = kube::Client::try_default().await.context("connecting to the cluster (kubeconfig)")?;
+    let ns = namespace.map(str::to_owned).unwrap_or_else(|| client.default_namespace().to_owned());
+    async fn reference<K: Experiment>(client: &kube::Client, ns: &str, name: &str) -> anyhow::Result<Option<String>> {
+        let api: kube::Api<K> = kube::Api::namespaced(client.clone(), ns);
+        let run = api.get(name).await.with_context(|| format!("reading {} {ns}/{name}", K::KIND))?;
+        Ok(run.run_status().and_then(|s| s.report_ref.as_ref()).map(|r| r.name.clone()))
+    }
+    let config_map = match kind.to_ascii_lowercase().trim_end_matches('s') {
+        "drill" | "dr" => reference::<Drill>(&client, &ns, name).await?,
+        "circuitbreakertrial" | "cbt" => reference::<CircuitBreakerTrial>(&client, &ns, name).await?,
+        "autoscalingcheck" | "asc" => reference::<AutoscalingCheck>(&client, &ns, name).await?,
+        "loadtest" | "lt" => reference::<LoadTest>(&client, &ns, name).await?,
+        "podkill" | "pk" => reference::<PodKill>(&client, &ns, name).await?,
+        "servicefault" | "sf" => reference::<ServiceFault>(&client, &ns, name).await?,
+        other => anyhow::bail!(
+            "kind {other:?}: allowed are drill, circuitbreakertrial, autoscalingcheck, loadtest, podkill, servicefault \
+             (or their short names dr, cbt, asc, lt, pk, sf)"
+        ),
+    };
+    let Some(config_map) = config_map else {
+        anyhow::bail!(
+            "{kind}/{name} in {ns} has no report yet (status.reportRef is empty): it is not finished, or its kind writes none yet"
+        )
+    };
+    let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(client, &ns);
+    let cm = api.get(&config_map).await.with_context(|| format!("reading the report ConfigMap {ns}/{config_map}"))?;
+    let json = cm
+        .data
+        .and_then(|mut d| d.remove(crate::controller::report::REPORT_JSON))
+        .with_context(|| format!("{ns}/{config_map} holds no report.json"))?;
+    parse(&json, &format!("{ns}/{config_map}"))
+}
+
 /// Reads a report.json (or the one in a directory), refusing another schema.
 pub fn read(from: &Path) -> anyhow::Result<Report> {
     let path = if from.is_dir() { from.join("report.json") } else { from.to_path_buf() };
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    parse(&text, &path.display().to_string())
+}
+
+/// A report from its JSON, refusing another schema; `source` names where it came from.
+fn parse(text: &str, source: &str) -> anyhow::Result<Report> {
+    let value: serde_json::Value = serde_json::from_str(text).with_context(|| format!("{source} is not JSON"))?;
     match value.get("schema").and_then(|s| s.as_str()) {
         Some(report::SCHEMA) => {}
         other => anyhow::bail!(
-            "{}: schema is {}, this chaoslab reads {}",
-            path.display(),
+            "{source}: schema is {}, this chaoslab reads {}",
             other.map(|s| format!("{s:?}")).unwrap_or_else(|| "missing".into()),
             report::SCHEMA
         ),
     }
-    serde_json::from_value(value).with_context(|| format!("{} is not a chaoslab report", path.display()))
+    serde_json::from_value(value).with_context(|| format!("{source} is not a chaoslab report"))
 }
 
 /// `report` in one form, as printed.

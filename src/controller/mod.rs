@@ -6,6 +6,7 @@ pub mod autoscaling;
 pub mod conditions;
 pub mod loadtest;
 pub mod podkill;
+pub mod report;
 pub mod servicefault;
 pub mod trial;
 

@@ -99,6 +99,7 @@ pub fn drill() -> Report {
         breaker: None,
         replicas: Vec::new(),
         seconds,
+        seconds_per_point: None,
         record: Record {
             environment: "local".into(),
             target: "frontend (http://127.0.0.1:8080)".into(),

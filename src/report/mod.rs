@@ -68,6 +68,11 @@ pub struct Report {
     /// is absent.
     #[serde(default)]
     pub seconds: Vec<SecondFigures>,
+    /// How many seconds each entry of `seconds` stands for, when a long run's series was
+    /// coarsened to fit (counts added, throughput and p50 averaged, the worse p99 kept); absent
+    /// means one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds_per_point: Option<u32>,
     pub record: Record,
 }
 
@@ -109,6 +114,16 @@ pub struct Record {
 }
 
 impl Record {
+    /// The record of a load profile run in a cluster: the target as the spec names it.
+    pub fn in_cluster(load: &LoadProfile) -> Record {
+        let target = match (&load.target.url, &load.target.service) {
+            (Some(url), _) => url.clone(),
+            (None, Some(service)) => format!("Service {}", service.name),
+            (None, None) => String::new(),
+        };
+        Record::of_load("cluster", load, target, None)
+    }
+
     /// The record of a load profile run in `environment`.
     pub fn of_load(environment: &str, load: &LoadProfile, target: String, seed: Option<u64>) -> Record {
         let (level, limit) = match load.model {
@@ -176,6 +191,38 @@ impl Report {
             breaker: outcome.breaker.clone(),
             replicas: Vec::new(),
             seconds: SecondFigures::series(seconds),
+            seconds_per_point: None,
+            record,
+        }
+    }
+
+    /// The report of a run whose outcome is in its status (the cluster's kinds).
+    pub fn of_judged<K: crate::api::Experiment>(
+        run: &K,
+        status: &crate::api::RunStatus,
+        judgement: &crate::api::trial::Judgement,
+        load_start: k8s_openapi::jiff::Timestamp,
+        seconds: &[Option<Figures>],
+        record: Record,
+    ) -> Report {
+        Report {
+            schema: SCHEMA.to_owned(),
+            kind: K::KIND.to_owned(),
+            name: run.meta().name.clone().unwrap_or_default(),
+            namespace: run.meta().namespace.clone(),
+            verdict: status.verdict,
+            message: status.message.clone(),
+            started_at: Some(Time(load_start)),
+            finished_at: status.finished_at.clone(),
+            expectations: judgement.expectations.clone(),
+            phases: judgement.phases.clone(),
+            recovery: judgement.recovery.clone(),
+            aborted_by: judgement.aborted_by.clone(),
+            faults: Vec::new(),
+            breaker: None,
+            replicas: Vec::new(),
+            seconds: SecondFigures::series(seconds),
+            seconds_per_point: None,
             record,
         }
     }
@@ -189,7 +236,8 @@ impl Report {
     /// The length of the run's time axis in seconds: to its last second, phase, fault or
     /// replica sample, whichever is latest.
     pub fn span(&self) -> f64 {
-        let last_second = self.seconds.last().map(|s| s.second as f64 + 1.0).unwrap_or(0.0);
+        let per_point = f64::from(self.seconds_per_point.unwrap_or(1));
+        let last_second = self.seconds.last().map(|s| s.second as f64 + per_point).unwrap_or(0.0);
         let ends = self
             .phases
             .iter()

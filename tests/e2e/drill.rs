@@ -129,6 +129,19 @@ async fn a_drill_runs_its_phases_with_a_pod_kill_and_a_service_fault_and_reverts
     let lt = loads.get("gameday-load").await.expect("the LoadTest child");
     assert_eq!(lt.status.as_ref().and_then(|s| s.run.phase), Some(Phase::Succeeded));
 
+    // An Event as each phase started, for dashboards' annotations.
+    let notes = crate::harness::kubectl(&["-n", ns, "get", "events.events.k8s.io", "-o", "jsonpath={.items[*].note}"]);
+    for phase in ["baseline started: seconds 0–4", "inject started: seconds 4–16", "recover started: seconds 16–20"]
+    {
+        assert!(notes.contains(phase), "no Event {phase:?} in {notes}");
+    }
+
+    // The report: owned by the Drill, every second of the load, the fault windows.
+    let report = crate::harness::stored_report(&client, &drill).await;
+    assert_eq!(report["verdict"], "Pass");
+    assert!(report["seconds"].as_array().is_some_and(|s| s.len() >= 19), "{}", report["seconds"]);
+    assert_eq!(report["faults"].as_array().map(Vec::len), Some(2));
+
     // The operator exports the figures it measured, as status has them.
     let metrics = wait_for("the Drill's figures in the metrics", Duration::from_secs(10), || async {
         let m = operator.metrics();

@@ -394,3 +394,32 @@ pub async fn finished<K: Experiment>(api: &Api<K>, name: &str, limit: Duration) 
     })
     .await
 }
+
+/// The report of a finished `run`: its `status.reportRef` ConfigMap, owned by the run, with
+/// every form; returns report.json. Also checks `chaoslab report <kind>/<name>` reads the same.
+pub async fn stored_report<K: Experiment + kube::ResourceExt>(client: &Client, run: &K) -> serde_json::Value {
+    let ns = run.namespace().expect("namespaced");
+    let name = run.name_any();
+    let reference = run.run_status().and_then(|s| s.report_ref.clone()).expect("status.reportRef once finished");
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let cm = config_maps.get(&reference.name).await.expect("the report ConfigMap");
+    let uid = run.uid().expect("a uid");
+    assert!(cm.metadata.owner_references.unwrap_or_default().iter().any(|o| o.uid == uid), "owned by the run");
+    let data = cm.data.unwrap_or_default();
+    for key in ["report.json", "report.md"] {
+        assert!(data.contains_key(key), "{key} in {:?}", data.keys());
+    }
+    let report: serde_json::Value = serde_json::from_str(&data["report.json"]).expect("report.json");
+    assert_eq!(report["schema"], "chaoslab.dev/report/v1");
+    assert_eq!(report["kind"], K::KIND);
+    assert_eq!(report["name"], name.as_str());
+    // The CLI reads it back by kind and name, as a person would.
+    let out = Command::new(env!("CARGO_BIN_EXE_chaoslab"))
+        .args(["report", &format!("{}/{name}", K::KIND.to_lowercase()), "-n", &ns, "-o", "json"])
+        .output()
+        .expect("chaoslab report runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let read: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(read, report, "chaoslab report prints the stored report");
+    report
+}

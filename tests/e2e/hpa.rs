@@ -20,7 +20,8 @@ use kube::{
 use serde_json::json;
 
 use crate::harness::{
-    Operator, Runner, apply, create, finished, kubectl, lab, runner_job, server, token_kubeconfig, wait_for,
+    Operator, Runner, apply, create, finished, kubectl, lab, runner_job, server, stored_report, token_kubeconfig,
+    wait_for,
 };
 
 #[tokio::test]
@@ -131,7 +132,7 @@ async fn an_autoscaling_check_sees_the_hpa_scale_up_under_load_and_back_down_aft
     let _runner = Runner::start(&job, 0, &token_kubeconfig(ns, "chaoslab-runner"), "scales");
 
     let done = finished(&api, "scales", Duration::from_secs(300)).await;
-    let st = done.status.expect("status");
+    let st = done.status.clone().expect("status");
     println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
     assert_eq!(st.run.phase, Some(Phase::Succeeded), "{:?}", st.run.message);
     assert_eq!(st.run.verdict, Some(Verdict::Pass), "{:?} {:?}", st.run.message, st.judgement.expectations);
@@ -144,6 +145,11 @@ async fn an_autoscaling_check_sees_the_hpa_scale_up_under_load_and_back_down_aft
     assert_eq!(desired.first(), Some(&1), "{desired:?}");
     assert!(desired.iter().any(|d| *d >= 3), "{desired:?}");
     assert_eq!(desired.last(), Some(&1), "{desired:?}");
+    // The report carries the replica timeline and the load's seconds.
+    let report = stored_report(&client, &done).await;
+    assert_eq!(report["verdict"], "Pass");
+    assert_eq!(report["replicas"].as_array().map(Vec::len), Some(st.timeline.len()));
+    assert!(report["seconds"].as_array().is_some_and(|s| s.len() >= 50), "{}", report["seconds"]);
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@ use kube::{
 use tokio::time::{Instant, sleep};
 
 use super::{
-    Context, Error, FINALIZER, abort_requested, conditions, namespace_labels, namespace_of, publish,
+    Context, Error, FINALIZER, abort_requested, conditions, namespace_labels, namespace_of, publish, report,
     trial::{
         JudgedRun, RECHECK, build::end, children, cleanup, conclude, finish, interrupted, load::ChildLoad,
         write_own_status,
@@ -30,12 +30,17 @@ use super::{
 use crate::{
     api::{
         AutoscalingCheck, Phase, Verdict,
+        common::LocalObjectRef,
         figures::AbortRecord,
         load::LoadModel,
         trial::{AutoscalingCheckStatus, ReplicaSample},
     },
     domain::{Note, spec_check::SpecCheck},
-    load::stages::{Plan, expand},
+    load::{
+        Figures,
+        stages::{Plan, expand},
+    },
+    report::{Record, Report},
     trial::{
         conduct::fired,
         drive::{WorldError, at},
@@ -170,7 +175,19 @@ async fn preflight(
 async fn run(check: AutoscalingCheck, target: Target, ctx: Arc<Context>, mut st: AutoscalingCheckStatus) {
     let generation = check.meta().generation;
     match sample_the_run(&check, &target, &ctx, &mut st).await {
-        Ok(()) => {}
+        Ok(measured) => {
+            let record = Record::in_cluster(&check.spec.load);
+            let mut report =
+                Report::of_judged(&check, &st.run, &st.judgement, measured.load_start, &measured.seconds, record);
+            report.replicas = st.timeline.clone();
+            match report::store(&ctx.client, &check, &report).await {
+                Ok(name) => st.run.report_ref = Some(LocalObjectRef { name }),
+                Err(error) => {
+                    tracing::warn!(check = %check.name_any(), %error, "the report was not written");
+                    publish(ctx.as_ref(), &check, &[Note::warning("ReportNotWritten", error.to_string())]).await;
+                }
+            }
+        }
         Err(e) => {
             if let Ok(children) = children(&ctx, &check)
                 && let Err(error) = children.end_all().await
@@ -188,7 +205,7 @@ async fn sample_the_run(
     target: &Target,
     ctx: &Context,
     st: &mut AutoscalingCheckStatus,
-) -> Result<(), WorldError> {
+) -> Result<Measured, WorldError> {
     let name = check.name_any();
     let ns = check.namespace().unwrap_or_default();
     let api: Api<AutoscalingCheck> = Api::namespaced(ctx.client.clone(), &ns);
@@ -321,7 +338,13 @@ async fn sample_the_run(
     st.judgement.expectations = judged.expectations;
     st.judgement.aborted_by = aborted;
     end(&mut st.run, verdict, message, Timestamp::now(), check.meta().generation);
-    Ok(())
+    Ok(Measured { load_start, seconds: load.per_second(&rate) })
+}
+
+/// What the load measured, for the report.
+struct Measured {
+    load_start: Timestamp,
+    seconds: Vec<Option<Figures>>,
 }
 
 /// `3 desired, 2 ready, 42s into the load`

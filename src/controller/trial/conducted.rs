@@ -17,14 +17,17 @@ use super::{
     world::ClusterWorld, write_own_status,
 };
 use crate::{
-    api::{Phase, Verdict, trial::FaultWindow},
+    api::{Phase, Verdict, common::LocalObjectRef, figures::PhaseName, trial::FaultWindow},
     controller::{
-        Context, Error, FINALIZER, abort_requested, conditions, namespace_labels, namespace_of, publish, write_status,
+        Context, Error, FINALIZER, abort_requested, conditions, namespace_labels, namespace_of, publish, report,
+        write_status,
     },
     domain::Note,
+    report::{Record, Report},
     trial::{
-        drive::{self, Milestone},
+        drive::{self, Milestone, World as _},
         plan::TrialPlan,
+        timeline::Window,
     },
 };
 
@@ -113,8 +116,15 @@ async fn conduct<K: ConductedRun>(drill: K, plan: TrialPlan, ctx: Arc<Context>, 
     let name = drill.name_any();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), drill.namespace().as_deref().unwrap_or_default());
     let (told, heard) = mpsc::unbounded_channel();
-    let reporter = tokio::spawn(report(drill.clone(), Arc::clone(&ctx), api.clone(), status.clone(), heard));
-    let outcome = match Owner::of(&drill) {
+    let reporter = tokio::spawn(follow(
+        drill.clone(),
+        Arc::clone(&ctx),
+        api.clone(),
+        status.clone(),
+        heard,
+        plan.timeline.windows.clone(),
+    ));
+    let (outcome, seconds) = match Owner::of(&drill) {
         Ok(owner) => {
             let children = Children::new(ctx.client.clone(), owner);
             let mut world = ClusterWorld::<K>::new(children.clone(), ctx.trials.stopping().clone());
@@ -127,9 +137,10 @@ async fn conduct<K: ConductedRun>(drill: K, plan: TrialPlan, ctx: Arc<Context>, 
             if let Err(error) = children.end_all().await {
                 tracing::warn!(drill = %name, %error, "ending the children of the run");
             }
-            outcome
+            let seconds = world.seconds().await;
+            (outcome, seconds)
         }
-        Err(e) => Err(drive::WorldError(e)),
+        Err(e) => (Err(drive::WorldError(e)), Vec::new()),
     };
     drop(told);
     let status = reporter.await.unwrap_or(status);
@@ -144,6 +155,15 @@ async fn conduct<K: ConductedRun>(drill: K, plan: TrialPlan, ctx: Arc<Context>, 
                 outcome.finished_at,
                 drill.meta().generation,
             );
+            let mut report = Report::of_trial(K::KIND, &name, &outcome, &seconds, Record::in_cluster(&plan.load));
+            report.namespace = drill.namespace();
+            match report::store(&ctx.client, &drill, &report).await {
+                Ok(config_map) => K::run_of(&mut last).report_ref = Some(LocalObjectRef { name: config_map }),
+                Err(error) => {
+                    tracing::warn!(drill = %name, %error, "the report was not written");
+                    publish(ctx.as_ref(), &drill, &[Note::warning("ReportNotWritten", error.to_string())]).await;
+                }
+            }
             K::record(&mut last, outcome);
         }
         Err(e) => build::end(K::run_of(&mut last), Verdict::Error, e.0, now, drill.meta().generation),
@@ -153,17 +173,20 @@ async fn conduct<K: ConductedRun>(drill: K, plan: TrialPlan, ctx: Arc<Context>, 
 
 /// Writes each milestone to status and as an Event while the run lasts; the status it ends
 /// with is where the verdict is added.
-async fn report<K: ConductedRun>(
+async fn follow<K: ConductedRun>(
     drill: K,
     ctx: Arc<Context>,
     api: Api<K>,
     mut status: K::Status,
     mut heard: mpsc::UnboundedReceiver<Milestone>,
+    phases: Vec<Window>,
 ) -> K::Status {
     let name = drill.name_any();
+    let mut announcer: Option<tokio::task::JoinHandle<()>> = None;
     while let Some(milestone) = heard.recv().await {
         let note = match &milestone {
             Milestone::LoadStarted { at } => {
+                announcer = Some(tokio::spawn(announce_phases(drill.clone(), Arc::clone(&ctx), phases.clone(), *at)));
                 K::run_of(&mut status).message = Some(format!("the load started at {at}"));
                 Note::normal("LoadStarted", format!("the load started at {at}"))
             }
@@ -200,5 +223,29 @@ async fn report<K: ConductedRun>(
         }
         publish(ctx.as_ref(), &drill, &[note]).await;
     }
+    if let Some(announcer) = announcer {
+        announcer.abort();
+    }
     status
+}
+
+/// An Event as each phase starts (`InjectStarted`, ..., with its seconds of the load), so a
+/// dashboard shows the phases as annotations. Ends with the run. One reason per phase: kube's
+/// Recorder folds Events of the same reason into one series, keeping the first note.
+async fn announce_phases<K: ConductedRun>(run: K, ctx: Arc<Context>, phases: Vec<Window>, load_start: Timestamp) {
+    for phase in phases {
+        let starts = drive::at(load_start, std::time::Duration::from_secs(phase.start));
+        if let Ok(wait) = std::time::Duration::try_from(starts.duration_since(Timestamp::now())) {
+            tokio::time::sleep(wait).await;
+        }
+        let message = format!("{} started: seconds {}–{} of the run", phase.name.as_str(), phase.start, phase.end);
+        let reason = match phase.name {
+            PhaseName::Warmup => "WarmupStarted",
+            PhaseName::Baseline => "BaselineStarted",
+            PhaseName::Inject => "InjectStarted",
+            PhaseName::Recover => "RecoverStarted",
+            PhaseName::Cooldown => "CooldownStarted",
+        };
+        publish(ctx.as_ref(), &run, &[Note::normal(reason, message)]).await;
+    }
 }

@@ -194,6 +194,17 @@ impl Report {
             seconds_per_point: None,
             record,
         }
+        .settled()
+    }
+
+    /// The report as `report.json` keeps it: Kubernetes' `Time` keeps whole seconds, so a fault
+    /// injected 10.06 s into the load is stored at 10 s. What is printed at the end of a run
+    /// must be what `chaoslab report` prints from the stored file later.
+    pub fn settled(self) -> Report {
+        match serde_json::to_value(&self).and_then(serde_json::from_value) {
+            Ok(stored) => stored,
+            Err(_) => self,
+        }
     }
 
     /// The report of a run whose outcome is in its status (the cluster's kinds).
@@ -225,6 +236,7 @@ impl Report {
             seconds_per_point: None,
             record,
         }
+        .settled()
     }
 
     /// Seconds from the load's start to `at` (negative before it); `None` without a start.

@@ -108,3 +108,16 @@ fn html_is_one_file_with_the_tables_and_the_charts_inline() {
     assert_eq!(page.matches("<svg").count(), 2, "both charts inline");
     assert!(!page.contains("<?xml") && !page.contains("src=\""), "nothing outside the file");
 }
+
+#[test]
+fn a_settled_report_prints_as_its_stored_json_does() {
+    let mut report = fixture::drill();
+    let start = report.started_at.clone().expect("a start");
+    let injected = start.0.checked_add(k8s_openapi::jiff::SignedDuration::from_millis(10_600)).expect("in range");
+    report.faults[0].started_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(injected));
+    let settled = report.clone().settled();
+    let stored: Report = serde_json::from_str(&settled.to_json().expect("json")).expect("read back");
+    assert_eq!(markdown::render(&stored, &[]), markdown::render(&settled, &[]));
+    // Kubernetes' Time keeps whole seconds: 10.6 s is stored as 10 s.
+    assert!(markdown::render(&settled, &[]).contains("| slow-inventory | 10.0s–21.0s |"));
+}

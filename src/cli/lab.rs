@@ -16,10 +16,7 @@ use clap::Args;
 use super::report::{self as report_cli, Format};
 use crate::{
     api::{CircuitBreakerTrial, Drill, load::LoadProfile},
-    local::{
-        LocalWorld,
-        lab::{LabTopology, this_binary},
-    },
+    local::{LocalWorld, lab::LabTopology},
     report::{Record, Report},
     trial::{
         drive::{Milestone, World as _, conduct},
@@ -142,8 +139,8 @@ pub fn main(args: LabArgs) -> anyhow::Result<ExitCode> {
 
 /// Starts the topology, conducts the run and builds its report; `None` on Ctrl-C.
 async fn lab(run: &Run, plan: &TrialPlan, seed: u64) -> anyhow::Result<Option<Report>> {
-    let exe = this_binary().context("finding this binary to start the lab's services")?;
-    let topology = LabTopology::start(&exe, None, seed).await?;
+    let exe = std::env::current_exe().context("finding this binary to start the lab's services")?;
+    let topology = LabTopology::start(&exe, seed).await?;
     let services: Vec<String> = topology.targets().services.iter().map(|(n, u)| format!("{n} {u}")).collect();
     eprintln!("lab: {}; a proxy in front of inventory", services.join(", "));
     let mut world = LocalWorld::new(topology.targets().clone()).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -7,7 +7,7 @@
 use std::{
     collections::VecDeque,
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::Path,
     process::Stdio,
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
@@ -53,8 +53,7 @@ pub struct LabTopology {
 
 impl LabTopology {
     /// Starts the four processes from `exe` (this binary) and waits until each listens.
-    /// `catalog_args` replaces catalog's own flags (a lesson that turns its breaker off).
-    pub async fn start(exe: &Path, catalog_args: Option<&[String]>, seed: u64) -> Result<LabTopology, LabError> {
+    pub async fn start(exe: &Path, seed: u64) -> Result<LabTopology, LabError> {
         let mut lab = LabTopology { processes: Vec::new(), targets: LocalTargets { seed, ..LocalTargets::default() } };
         let inventory = lab.demo(exe, "inventory", &[], INVENTORY).await?;
         let route = format!("127.0.0.1:0={inventory}");
@@ -67,9 +66,7 @@ impl LabTopology {
             return Err(lab.not_ready("proxy"));
         };
         let to_inventory = format!("inventory=http://{route}/");
-        let own: Vec<&str> = CATALOG.to_vec();
-        let catalog_flags: Vec<&str> = catalog_args.map(|a| a.iter().map(String::as_str).collect()).unwrap_or(own);
-        let catalog = lab.demo(exe, "catalog", &["--upstream", &to_inventory], &catalog_flags).await?;
+        let catalog = lab.demo(exe, "catalog", &["--upstream", &to_inventory], CATALOG).await?;
         let to_catalog = format!("catalog=http://{catalog}/");
         let frontend = lab.demo(exe, "frontend", &["--upstream", &to_catalog], FRONTEND).await?;
         for (name, addr) in [("inventory", inventory), ("catalog", catalog), ("frontend", frontend)] {
@@ -175,11 +172,6 @@ fn lines(logs: &Mutex<VecDeque<String>>) -> String {
 /// The socket addresses in a logged list (`[127.0.0.1:40123]`).
 fn addrs(text: &str) -> Vec<SocketAddr> {
     text.split(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':')).filter_map(|a| a.parse().ok()).collect()
-}
-
-/// This binary, to run the topology's processes from.
-pub fn this_binary() -> std::io::Result<PathBuf> {
-    std::env::current_exe()
 }
 
 #[cfg(test)]

@@ -31,10 +31,15 @@ enum Command {
     /// Send load to a URL from this machine and judge it: exit 0 when every threshold holds,
     /// 1 when one fails.
     Load(chaoslab::cli::load::LoadArgs),
-    /// The lab on this machine: start the demo app's services on loopback and run a Drill or
-    /// CircuitBreakerTrial against them (default: a half-minute tour), then print the report.
+    /// The lab: start the demo app's services on loopback and run a Drill or CircuitBreakerTrial
+    /// against them (default: a half-minute tour), or with --kube run it in the current cluster;
+    /// then print the report.
     /// Exit 0 on Pass, 1 on Fail or Aborted, 2 on Inconclusive or Error.
     Lab(chaoslab::cli::lab::LabArgs),
+    /// Start the experiments of a file in the cluster; with --wait follow them to their verdicts,
+    /// print the reports, write JUnit XML and exit 0 on Pass, 1 on Fail or Aborted, 2 on
+    /// Inconclusive or Error: a CI gate.
+    Run(chaoslab::cli::run::RunArgs),
     /// Render a stored report (report.json) as Markdown, JSON, HTML or SVG charts.
     Report(chaoslab::cli::report::ReportArgs),
     /// Run one LoadTest runner (what the operator's runner Job pods run): wait for the start,
@@ -135,6 +140,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Operator(args) => run_operator(args).map(|()| ExitCode::SUCCESS),
         Command::Load(args) => chaoslab::cli::load::main(args),
         Command::Lab(args) => chaoslab::cli::lab::main(args),
+        Command::Run(args) => chaoslab::cli::run::main(args),
         Command::Report(args) => chaoslab::cli::report::main(args),
         Command::Runner(args) => run_runner(args),
         Command::Proxy { log, args } => {

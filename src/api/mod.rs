@@ -6,6 +6,7 @@
 pub mod common;
 pub mod fault;
 pub mod figures;
+pub mod kinds;
 pub mod load;
 pub mod podkill;
 pub mod trial;
@@ -18,6 +19,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 pub use common::{GoDuration, Phase, RunStatus, Verdict};
 pub use fault::ServiceFault;
+pub use kinds::ExperimentKind;
 pub use load::LoadTest;
 pub use podkill::PodKill;
 pub use trial::{AutoscalingCheck, CircuitBreakerTrial, Drill};

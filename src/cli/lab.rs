@@ -13,7 +13,10 @@ use std::{
 use anyhow::Context as _;
 use clap::Args;
 
-use super::report::{self as report_cli, Format};
+use super::{
+    report::{self as report_cli, Summary},
+    run::RunArgs,
+};
 use crate::{
     api::{CircuitBreakerTrial, Drill, load::LoadProfile},
     local::{LocalWorld, lab::LabTopology},
@@ -35,14 +38,19 @@ pub struct LabArgs {
     #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// What to print at the end: md (the summary) or json (report.json).
-    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Md)]
-    pub output: Format,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Summary::Md)]
+    pub output: Summary,
     /// Also write the whole report (report.json, report.md, SVG charts, report.html) here.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// The seed of the proxy's dice (which requests a percentage fault hits), for the record.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, conflicts_with = "kube")]
     pub seed: u64,
+    /// Run it in the cluster of the current kubectl context instead, against the lab app the
+    /// chart installs with `demo.enabled=true` (namespace chaoslab-demo): the drill is started
+    /// as `chaoslab run --wait --replace` starts it, and its stored report is printed.
+    #[arg(long, conflicts_with = "out")]
+    pub kube: bool,
 }
 
 /// The run a file asks for.
@@ -109,9 +117,6 @@ impl Run {
 }
 
 pub fn main(args: LabArgs) -> anyhow::Result<ExitCode> {
-    if args.output == Format::Html || args.output == Format::Svg {
-        anyhow::bail!("-o: allowed here are md and json; write html and svg with --out DIR");
-    }
     let (text, source) = match &args.file {
         Some(path) => (
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
@@ -121,6 +126,9 @@ pub fn main(args: LabArgs) -> anyhow::Result<ExitCode> {
     };
     let run = Run::parse(&text, &source)?;
     let plan = run.plan()?;
+    if args.kube {
+        return Ok(in_cluster(&run, args.output, source, text));
+    }
     crate::load::engine::raise_open_file_limit();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let report = runtime.block_on(lab(&run, &plan, args.seed))?;
@@ -133,8 +141,31 @@ pub fn main(args: LabArgs) -> anyhow::Result<ExitCode> {
         let written = report_cli::write_all(&report, dir)?;
         eprintln!("wrote {} into {}", written.join(", "), dir.display());
     }
-    print!("{}", report_cli::render(&report, args.output)?);
+    print!("{}", report_cli::render(&report, args.output.into())?);
     Ok(report_cli::exit_code(report.verdict))
+}
+
+/// `chaoslab lab --kube`: the same file through `chaoslab run --wait --replace`, so a person
+/// sees the lab's drill end the same way in a cluster.
+fn in_cluster(run: &Run, output: Summary, source: String, text: String) -> ExitCode {
+    eprintln!("lab: {} {} in the cluster of the current kubectl context", run.kind(), run.name());
+    let args = RunArgs {
+        files: vec![PathBuf::from(&source)],
+        namespace: None,
+        wait: true,
+        timeout: None,
+        junit: None,
+        output,
+        replace: true,
+        abort_on_interrupt: false,
+    };
+    super::run::start_and_follow(&args, vec![(PathBuf::from(source), text)]).unwrap_or_else(|e| {
+        eprintln!(
+            "error: {e:#}\nThe lab's Services are the chart's demo app (namespace chaoslab-demo): \
+             helm upgrade --install chaoslab charts/chaoslab -n chaoslab-system --create-namespace --set demo.enabled=true"
+        );
+        ExitCode::from(2)
+    })
 }
 
 /// Starts the topology, conducts the run and builds its report; `None` on Ctrl-C.

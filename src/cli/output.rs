@@ -156,7 +156,7 @@ fn progress_line(tick: &Tick, summary: &RunSummary, errors: u64, dropped: u64) -
 }
 
 /// `12s`, `1m05s`, `1h02m03s`: elapsed time that keeps its width as it grows.
-fn clock(d: Duration) -> String {
+pub(crate) fn clock(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         0..60 => format!("{s}s"),
@@ -166,7 +166,7 @@ fn clock(d: Duration) -> String {
 }
 
 /// A latency as a person reads it: `0.412ms`, `12.3ms`, `1.25s`.
-fn latency(d: Duration) -> String {
+pub(crate) fn latency(d: Duration) -> String {
     millis(d.as_secs_f64() * 1e3)
 }
 
@@ -182,11 +182,11 @@ fn millis(ms: f64) -> String {
     }
 }
 
-fn rate(r: f64) -> String {
+pub(crate) fn rate(r: f64) -> String {
     if r >= 100.0 || r.fract() == 0.0 { format!("{r:.0}/s") } else { format!("{r:.1}/s") }
 }
 
-fn percent(f: f64) -> String {
+pub(crate) fn percent(f: f64) -> String {
     let p = f * 100.0;
     if p == 0.0 || p >= 99.95 {
         format!("{p:.0}%")

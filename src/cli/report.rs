@@ -10,8 +10,9 @@ use std::{
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
+use super::cluster::{self, RunRef};
 use crate::{
-    api::Verdict,
+    api::{ExperimentKind, Verdict},
     report::{self, Report, charts, html, markdown},
 };
 
@@ -46,6 +47,23 @@ pub enum Format {
     Svg,
 }
 
+/// What a command that ends a run prints at the end (`chaoslab run`, `chaoslab lab`): the forms
+/// that read well in a terminal or a pipe; the rest is `chaoslab report`'s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Summary {
+    Md,
+    Json,
+}
+
+impl From<Summary> for Format {
+    fn from(summary: Summary) -> Format {
+        match summary {
+            Summary::Md => Format::Md,
+            Summary::Json => Format::Json,
+        }
+    }
+}
+
 pub fn main(args: ReportArgs) -> anyhow::Result<ExitCode> {
     if args.schema {
         print!("{}", report::json_schema().context("rendering the schema")?);
@@ -72,38 +90,21 @@ pub fn main(args: ReportArgs) -> anyhow::Result<ExitCode> {
 
 /// Reads the report of `kind/name` from the cluster: the ConfigMap its `status.reportRef` names.
 async fn from_cluster(kind: &str, name: &str, namespace: Option<&str>) -> anyhow::Result<Report> {
-    use crate::api::{AutoscalingCheck, CircuitBreakerTrial, Drill, Experiment, LoadTest, PodKill, ServiceFault};
-    let client = kube::Client::try_default().await.context("connecting to the cluster (kubeconfig)")?;
-    let ns = namespace.map(str::to_owned).unwrap_or_else(|| client.default_namespace().to_owned());
-    async fn reference<K: Experiment>(client: &kube::Client, ns: &str, name: &str) -> anyhow::Result<Option<String>> {
-        let api: kube::Api<K> = kube::Api::namespaced(client.clone(), ns);
-        let run = api.get(name).await.with_context(|| format!("reading {} {ns}/{name}", K::KIND))?;
-        Ok(run.run_status().and_then(|s| s.report_ref.as_ref()).map(|r| r.name.clone()))
-    }
-    let config_map = match kind.to_ascii_lowercase().trim_end_matches('s') {
-        "drill" | "dr" => reference::<Drill>(&client, &ns, name).await?,
-        "circuitbreakertrial" | "cbt" => reference::<CircuitBreakerTrial>(&client, &ns, name).await?,
-        "autoscalingcheck" | "asc" => reference::<AutoscalingCheck>(&client, &ns, name).await?,
-        "loadtest" | "lt" => reference::<LoadTest>(&client, &ns, name).await?,
-        "podkill" | "pk" => reference::<PodKill>(&client, &ns, name).await?,
-        "servicefault" | "sf" => reference::<ServiceFault>(&client, &ns, name).await?,
-        other => anyhow::bail!(
-            "kind {other:?}: allowed are drill, circuitbreakertrial, autoscalingcheck, loadtest, podkill, servicefault \
-             (or their short names dr, cbt, asc, lt, pk, sf)"
-        ),
+    let Some(kind) = ExperimentKind::from_name(kind) else {
+        anyhow::bail!("kind {kind:?}: allowed are {}", ExperimentKind::allowed_names())
     };
-    let Some(config_map) = config_map else {
+    let client = kube::Client::try_default().await.context("connecting to the cluster (kubeconfig)")?;
+    let namespace = namespace.map(str::to_owned).unwrap_or_else(|| client.default_namespace().to_owned());
+    let run = RunRef { kind, namespace, name: name.to_owned() };
+    let ns = &run.namespace;
+    let view = cluster::view(&client, &run).await.with_context(|| format!("reading {kind} {ns}/{name}"))?;
+    let Some(view) = view else { anyhow::bail!("{kind} {ns}/{name} does not exist") };
+    let Some(reference) = view.run.report_ref else {
         anyhow::bail!(
-            "{kind}/{name} in {ns} has no report yet (status.reportRef is empty): it is not finished, or its kind writes none yet"
+            "{run} in {ns} has no report yet (status.reportRef is empty): it is not finished, or its kind writes none yet"
         )
     };
-    let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(client, &ns);
-    let cm = api.get(&config_map).await.with_context(|| format!("reading the report ConfigMap {ns}/{config_map}"))?;
-    let json = cm
-        .data
-        .and_then(|mut d| d.remove(crate::controller::report::REPORT_JSON))
-        .with_context(|| format!("{ns}/{config_map} holds no report.json"))?;
-    parse(&json, &format!("{ns}/{config_map}"))
+    cluster::stored_report(&client, &run, &reference.name).await
 }
 
 /// Reads a report.json (or the one in a directory), refusing another schema.
@@ -114,7 +115,7 @@ pub fn read(from: &Path) -> anyhow::Result<Report> {
 }
 
 /// A report from its JSON, refusing another schema; `source` names where it came from.
-fn parse(text: &str, source: &str) -> anyhow::Result<Report> {
+pub(crate) fn parse(text: &str, source: &str) -> anyhow::Result<Report> {
     let value: serde_json::Value = serde_json::from_str(text).with_context(|| format!("{source} is not JSON"))?;
     match value.get("schema").and_then(|s| s.as_str()) {
         Some(report::SCHEMA) => {}

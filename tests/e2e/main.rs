@@ -9,4 +9,5 @@ mod harness;
 mod hpa;
 mod loadtest;
 mod podkill;
+mod run;
 mod servicefault;

@@ -152,7 +152,12 @@ pub async fn publish<K: Experiment>(ctx: &Context, obj: &K, notes: &[Note]) {
             type_: if note.warning { EventType::Warning } else { EventType::Normal },
             reason: note.reason.into(),
             note: Some(truncate(&note.message, 1000)),
-            action: note.reason.into(),
+            // The action keeps notes about different parts of the run (two faults, two pods) in
+            // different Event series; the Events API allows 128 characters.
+            action: match &note.about {
+                Some(part) => truncate(&format!("{}:{part}", note.reason), 120),
+                None => note.reason.into(),
+            },
             secondary: None,
         };
         if let Err(error) = ctx.recorder.publish(&event, &reference).await {

@@ -182,6 +182,7 @@ pub fn advance(spec: &PodKillSpec, status: &PodKillStatus, obs: &Observation<'_>
         let round_label = format!("round {}/{total}", rounds + 1);
         notes.push(if names.is_empty() {
             Note::warning("NoTargets", format!("{round_label}: no Running pod matched the selector"))
+                .about(round_label.clone())
         } else {
             let verb = if spec.dry_run { "would kill" } else { "killing" };
             Note::normal(
@@ -193,6 +194,7 @@ pub fn advance(spec: &PodKillSpec, status: &PodKillStatus, obs: &Observation<'_>
                     names.join(", ")
                 ),
             )
+            .about(round_label.clone())
         });
     }
 
@@ -223,15 +225,18 @@ pub fn record_kills(
                 t.action = KillAction::Killed;
                 t.killed_at = Some(MicroTime(*at));
                 t.recovery = if t.owner.is_some() { Recovery::Waiting } else { Recovery::NoOwner };
-                notes.push(Note::normal(
-                    "Killed",
-                    format!("killed pod {} (owner {})", t.pod, t.owner.as_deref().unwrap_or("none")),
-                ));
+                notes.push(
+                    Note::normal(
+                        "Killed",
+                        format!("killed pod {} (owner {})", t.pod, t.owner.as_deref().unwrap_or("none")),
+                    )
+                    .about(t.pod.clone()),
+                );
             }
             KillOutcome::Refused(reason) => {
                 t.action = KillAction::Refused;
                 t.reason = Some(reason.clone());
-                notes.push(Note::warning("KillRefused", format!("pod {}: {reason}", t.pod)));
+                notes.push(Note::warning("KillRefused", format!("pod {}: {reason}", t.pod)).about(t.pod.clone()));
             }
             KillOutcome::Gone => {
                 t.action = KillAction::Gone;
@@ -305,21 +310,24 @@ fn track_recovery(spec: &PodKillSpec, st: &mut PodKillStatus, obs: &Observation<
                 let message = format!("pod {} replaced by {} Ready after {}", t.pod, p.name, human_duration(took));
                 if took <= deadline {
                     t.recovery = Recovery::Recovered;
-                    notes.push(Note::normal("Recovered", message));
+                    notes.push(Note::normal("Recovered", message).about(t.pod.clone()));
                 } else {
                     t.recovery = Recovery::TimedOut;
                     let late = format!("{message}, past the {} deadline", human_duration(deadline));
-                    notes.push(Note::warning("RecoveredLate", late));
+                    notes.push(Note::warning("RecoveredLate", late).about(t.pod.clone()));
                 }
                 continue;
             }
         }
         if elapsed(killed_at, obs.now) > deadline {
             t.recovery = Recovery::TimedOut;
-            notes.push(Note::warning(
-                "RecoveryTimedOut",
-                format!("pod {}: no Ready replacement within {}", t.pod, human_duration(deadline)),
-            ));
+            notes.push(
+                Note::warning(
+                    "RecoveryTimedOut",
+                    format!("pod {}: no Ready replacement within {}", t.pod, human_duration(deadline)),
+                )
+                .about(t.pod.clone()),
+            );
         }
     }
 }

@@ -129,11 +129,18 @@ async fn a_drill_runs_its_phases_with_a_pod_kill_and_a_service_fault_and_reverts
     let lt = loads.get("gameday-load").await.expect("the LoadTest child");
     assert_eq!(lt.status.as_ref().and_then(|s| s.run.phase), Some(Phase::Succeeded));
 
-    // An Event as each phase started, for dashboards' annotations.
+    // An Event as each phase started and ended, for dashboards' annotations; one per fault.
     let notes = crate::harness::kubectl(&["-n", ns, "get", "events.events.k8s.io", "-o", "jsonpath={.items[*].note}"]);
-    for phase in ["baseline started: seconds 0–4", "inject started: seconds 4–16", "recover started: seconds 16–20"]
-    {
-        assert!(notes.contains(phase), "no Event {phase:?} in {notes}");
+    for told in [
+        "baseline started: seconds 0–4",
+        "inject started: seconds 4–16",
+        "inject ended: seconds 4–16",
+        "recover started: seconds 16–20",
+        "fault slow injected",
+        "fault kill injected",
+        "fault slow reverted",
+    ] {
+        assert!(notes.contains(told), "no Event {told:?} in {notes}");
     }
 
     // The report: owned by the Drill, every second of the load, the fault windows.

@@ -195,14 +195,14 @@ async fn follow<K: ConductedRun>(
                     w.started_at = Some(Time(*at));
                 }
                 K::run_of(&mut status).message = Some(format!("fault {fault} injected at {at}"));
-                Note::normal("FaultInjected", format!("fault {fault} injected at {at}"))
+                Note::normal("FaultInjected", format!("fault {fault} injected at {at}")).about(fault.clone())
             }
             Milestone::Reverted { fault, at } => {
                 if let Some(w) = K::windows_of(&mut status).and_then(|ws| ws.iter_mut().find(|w| &w.name == fault)) {
                     w.reverted_at = Some(Time(*at));
                 }
                 K::run_of(&mut status).message = Some(format!("fault {fault} reverted at {at}"));
-                Note::normal("FaultReverted", format!("fault {fault} reverted at {at}"))
+                Note::normal("FaultReverted", format!("fault {fault} reverted at {at}")).about(fault.clone())
             }
             Milestone::Aborted { rule, observed } => {
                 let message = if observed.is_empty() {
@@ -223,29 +223,71 @@ async fn follow<K: ConductedRun>(
         }
         publish(ctx.as_ref(), &drill, &[note]).await;
     }
-    if let Some(announcer) = announcer {
-        announcer.abort();
+    if let Some(mut announcer) = announcer {
+        // The last phase ends as the run does: give its Event a moment, then stop waiting for
+        // phases an early end (an abort) will never reach.
+        if tokio::time::timeout(std::time::Duration::from_secs(3), &mut announcer).await.is_err() {
+            announcer.abort();
+        }
     }
     status
 }
 
-/// An Event as each phase starts (`InjectStarted`, ..., with its seconds of the load), so a
-/// dashboard shows the phases as annotations. Ends with the run. One reason per phase: kube's
-/// Recorder folds Events of the same reason into one series, keeping the first note.
+/// An Event as each phase starts and ends (`InjectStarted`, `InjectEnded`, ..., with its
+/// seconds of the load), so a dashboard shows the phases as annotations. One reason per phase
+/// and edge: kube's Recorder folds Events of the same reason into one series, keeping the first
+/// note.
 async fn announce_phases<K: ConductedRun>(run: K, ctx: Arc<Context>, phases: Vec<Window>, load_start: Timestamp) {
-    for phase in phases {
-        let starts = drive::at(load_start, std::time::Duration::from_secs(phase.start));
-        if let Ok(wait) = std::time::Duration::try_from(starts.duration_since(Timestamp::now())) {
+    for (second, reason, message) in phase_edges(&phases) {
+        let at = drive::at(load_start, std::time::Duration::from_secs(second));
+        if let Ok(wait) = std::time::Duration::try_from(at.duration_since(Timestamp::now())) {
             tokio::time::sleep(wait).await;
         }
-        let message = format!("{} started: seconds {}–{} of the run", phase.name.as_str(), phase.start, phase.end);
-        let reason = match phase.name {
-            PhaseName::Warmup => "WarmupStarted",
-            PhaseName::Baseline => "BaselineStarted",
-            PhaseName::Inject => "InjectStarted",
-            PhaseName::Recover => "RecoverStarted",
-            PhaseName::Cooldown => "CooldownStarted",
-        };
         publish(ctx.as_ref(), &run, &[Note::normal(reason, message)]).await;
+    }
+}
+
+/// Each phase's start and end, in time order: (second of the load, reason, message).
+fn phase_edges(phases: &[Window]) -> Vec<(u64, &'static str, String)> {
+    let mut edges = Vec::new();
+    for phase in phases {
+        let (started, ended) = match phase.name {
+            PhaseName::Warmup => ("WarmupStarted", "WarmupEnded"),
+            PhaseName::Baseline => ("BaselineStarted", "BaselineEnded"),
+            PhaseName::Inject => ("InjectStarted", "InjectEnded"),
+            PhaseName::Recover => ("RecoverStarted", "RecoverEnded"),
+            PhaseName::Cooldown => ("CooldownStarted", "CooldownEnded"),
+        };
+        let seconds = format!("seconds {}–{} of the run", phase.start, phase.end);
+        edges.push((phase.start, started, format!("{} started: {seconds}", phase.name.as_str())));
+        edges.push((phase.end, ended, format!("{} ended: {seconds}", phase.name.as_str())));
+    }
+    // A phase ends as the next starts: its end is told first.
+    edges.sort_by_key(|(second, reason, _)| (*second, !reason.ends_with("Ended")));
+    edges
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_phase_is_told_as_it_starts_and_ends_in_time_order() {
+        let window = |name, start, end| Window { name, start, end };
+        let phases =
+            [window(PhaseName::Baseline, 0, 4), window(PhaseName::Inject, 4, 16), window(PhaseName::Recover, 16, 20)];
+        let edges: Vec<(u64, &str)> = phase_edges(&phases).into_iter().map(|(s, r, _)| (s, r)).collect();
+        assert_eq!(
+            edges,
+            [
+                (0, "BaselineStarted"),
+                (4, "BaselineEnded"),
+                (4, "InjectStarted"),
+                (16, "InjectEnded"),
+                (16, "RecoverStarted"),
+                (20, "RecoverEnded"),
+            ]
+        );
+        assert_eq!(phase_edges(&phases)[3].2, "inject ended: seconds 4–16 of the run");
     }
 }

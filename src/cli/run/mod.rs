@@ -154,11 +154,13 @@ async fn run(args: &RunArgs, texts: Vec<(PathBuf, String)>) -> anyhow::Result<Ex
         reports.push(report_of(&client, run, view.as_ref()).await);
     }
     print_reports(&reports, args.output)?;
-    for run in &runs {
-        eprintln!(
-            "the whole report, charts inline: chaoslab report {run} -n {} -o html > {}.html",
-            run.namespace, run.name
-        );
+    for (run, view) in runs.iter().zip(&followed.views) {
+        if view.as_ref().is_some_and(|v| v.run.report_ref.is_some()) {
+            eprintln!(
+                "the whole report, charts inline: chaoslab report {run} -n {} -o html > {}.html",
+                run.namespace, run.name
+            );
+        }
     }
     if let Some(path) = &args.junit {
         std::fs::write(path, junit::render(&reports)).with_context(|| format!("writing {}", path.display()))?;
@@ -253,14 +255,13 @@ async fn follow(client: &Client, runs: &[RunRef], args: &RunArgs) -> anyhow::Res
         tokio::select! {
             _ = ticker.tick() => {}
             _ = interrupt.recv() => {
-                if stopping.is_none() {
-                    if !abort_wanted(&mut screen, runs, args.abort_on_interrupt, &mut interrupt).await {
-                        screen.clear();
-                        return Ok(Followed { ended: Ended::Left, views });
-                    }
-                    abort_all(client, runs, &views, &mut screen).await;
-                    stopping = Some(Instant::now());
+                // A second Ctrl-C while the aborted runs end stops waiting for them.
+                if stopping.is_some() || !abort_wanted(&mut screen, runs, args.abort_on_interrupt, &mut interrupt).await {
+                    screen.clear();
+                    return Ok(Followed { ended: Ended::Left, views });
                 }
+                abort_all(client, runs, &views, &mut screen).await;
+                stopping = Some(Instant::now());
             }
             _ = terminate.recv() => {
                 if stopping.is_none() {

@@ -327,8 +327,7 @@ impl World for LocalWorld {
         let stats = self.stats(fault).await?;
         // Calls that reached the proxy, faulted or not: what the caller sent its dependency.
         let by_second: BTreeMap<u64, u64> = stats.per_second.iter().map(|s| (s.second, s.requests)).collect();
-        let start = u64::try_from(load_start.as_second()).unwrap_or(0);
         // The report lists every second from its first to now; one outside it was not seen.
-        Ok((0..seconds).map(|s| by_second.get(&(start + s)).copied()).collect())
+        Ok(crate::trial::breaker::calls_per_load_second(&by_second, load_start, seconds))
     }
 }

@@ -82,6 +82,18 @@ fn opening(
 
 /// The seconds the breaker was open during inject (from its opening to the heal), if it opened:
 /// the window whose caller figures `openP99Below` is judged on.
+/// The dependency's calls in each of the `seconds` seconds of a load that began at
+/// `load_start`, from the calls the proxies counted per Unix second (`None`: not seen). Both
+/// environments count per Unix second, and the load starts on a whole one.
+pub fn calls_per_load_second(
+    by_unix_second: &std::collections::BTreeMap<u64, u64>,
+    load_start: k8s_openapi::jiff::Timestamp,
+    seconds: u64,
+) -> Vec<Option<u64>> {
+    let start = u64::try_from(load_start.as_second()).unwrap_or(0);
+    (0..seconds).map(|s| by_unix_second.get(&(start + s)).copied()).collect()
+}
+
 pub fn open_window(
     timeline: &Timeline,
     expect: &BreakerExpectations,
@@ -176,6 +188,14 @@ pub fn judge(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_proxies_unix_seconds_become_the_loads_seconds() {
+        let at = |s: i64| k8s_openapi::jiff::Timestamp::from_second(s).expect("a time");
+        let counted = std::collections::BTreeMap::from([(1_000, 7), (1_001, 9), (1_003, 2), (999, 50)]);
+        assert_eq!(super::calls_per_load_second(&counted, at(1_000), 5), [Some(7), Some(9), None, Some(2), None]);
+        assert!(super::calls_per_load_second(&counted, at(1_000), 0).is_empty());
+    }
+
     use super::*;
     use crate::api::figures::PhasePlan;
 

@@ -370,7 +370,6 @@ impl<K: ConductedRun> World for ClusterWorld<K> {
             Some(Err(why)) => return Err(WorldError(why.clone())),
             None => return Err(WorldError(format!("fault {}: its dependency's calls were never read", fault.name()))),
         };
-        let start = u64::try_from(load_start.as_second()).unwrap_or(0);
-        Ok((0..seconds).map(|s| calls.get(&(start + s)).copied()).collect())
+        Ok(crate::trial::breaker::calls_per_load_second(calls, load_start, seconds))
     }
 }

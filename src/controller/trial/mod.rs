@@ -44,17 +44,27 @@ pub trait JudgedRun: Experiment {
     fn run_of(status: &mut Self::Status) -> &mut RunStatus;
 }
 
-impl JudgedRun for Drill {
-    type Status = DrillStatus;
+/// The judged kinds differ here only by their status type.
+macro_rules! judged_run {
+    ($($kind:ident => $status:ident),+ $(,)?) => {$(
+        impl JudgedRun for $kind {
+            type Status = $status;
 
-    fn current(&self) -> DrillStatus {
-        self.status.clone().unwrap_or_default()
-    }
+            fn current(&self) -> $status {
+                self.status.clone().unwrap_or_default()
+            }
 
-    fn run_of(status: &mut DrillStatus) -> &mut RunStatus {
-        &mut status.run
-    }
+            fn run_of(status: &mut $status) -> &mut RunStatus {
+                &mut status.run
+            }
+        }
+    )+};
 }
+judged_run!(
+    Drill => DrillStatus,
+    CircuitBreakerTrial => CircuitBreakerTrialStatus,
+    AutoscalingCheck => AutoscalingCheckStatus,
+);
 
 /// A kind conducted by the one engine of [`crate::trial`]: its plan and what its status keeps of
 /// an outcome.
@@ -93,18 +103,6 @@ impl ConductedRun for Drill {
     }
 }
 
-impl JudgedRun for CircuitBreakerTrial {
-    type Status = CircuitBreakerTrialStatus;
-
-    fn current(&self) -> CircuitBreakerTrialStatus {
-        self.status.clone().unwrap_or_default()
-    }
-
-    fn run_of(status: &mut CircuitBreakerTrialStatus) -> &mut RunStatus {
-        &mut status.run
-    }
-}
-
 impl ConductedRun for CircuitBreakerTrial {
     fn plan(&self) -> Result<TrialPlan, PlanError> {
         TrialPlan::circuit_breaker(&self.spec)
@@ -117,18 +115,6 @@ impl ConductedRun for CircuitBreakerTrial {
     fn record(status: &mut CircuitBreakerTrialStatus, outcome: TrialOutcome) {
         status.judgement = outcome.judgement;
         status.breaker = outcome.breaker;
-    }
-}
-
-impl JudgedRun for AutoscalingCheck {
-    type Status = AutoscalingCheckStatus;
-
-    fn current(&self) -> AutoscalingCheckStatus {
-        self.status.clone().unwrap_or_default()
-    }
-
-    fn run_of(status: &mut AutoscalingCheckStatus) -> &mut RunStatus {
-        &mut status.run
     }
 }
 

@@ -38,6 +38,14 @@ fn run_the_load(client: &Client, ns: &str, drill: &str) -> tokio::task::JoinHand
     })
 }
 
+/// Waits (at most 30 s) until Service `web` selects what it selected `before` the fault.
+async fn restored(services: &Api<Service>, before: &Service) {
+    wait_for("the Service to be restored", Duration::from_secs(30), || async {
+        (selector(&services.get("web").await.ok()?) == selector(before)).then_some(())
+    })
+    .await;
+}
+
 fn selector(svc: &Service) -> BTreeMap<String, String> {
     svc.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default()
 }
@@ -195,10 +203,7 @@ async fn an_operator_killed_mid_drill_leaves_no_fault_behind() {
     assert_eq!((st.run.phase, st.run.verdict), (Some(Phase::Failed), Some(Verdict::Error)));
     assert!(st.run.message.as_deref().is_some_and(|m| m.contains("interrupted")), "{:?}", st.run.message);
     // Long before the fault's own expiry (110 s), the Service is restored and the load ended.
-    wait_for("the Service to be restored", Duration::from_secs(30), || async {
-        (selector(&services.get("web").await.ok()?) == selector(&before)).then_some(())
-    })
-    .await;
+    restored(&services, &before).await;
     let phase = wait_for("the ServiceFault to end", Duration::from_secs(30), || async {
         faults.get("crash-fault-slow").await.ok()?.status?.run.phase.filter(|p| p.is_terminal())
     })
@@ -349,9 +354,6 @@ async fn a_breaker_trial_carries_its_dependency_through_the_load_and_says_why_kw
         message.contains("the proxy in front of the dependency (breaker-fault-web-faults) could not be read"),
         "{message}"
     );
-    wait_for("the Service to be restored", Duration::from_secs(30), || async {
-        (selector(&services.get("web").await.ok()?) == selector(&before)).then_some(())
-    })
-    .await;
+    restored(&services, &before).await;
     drop(runner.await.expect("the runner"));
 }

@@ -200,12 +200,43 @@ async fn run(check: AutoscalingCheck, target: Target, ctx: Arc<Context>, mut st:
     conclude(&check, &ctx, st).await;
 }
 
+/// Samples the replicas every second under the load and while scale-down is watched, then
+/// judges the run into `st`.
 async fn sample_the_run(
     check: &AutoscalingCheck,
     target: &Target,
     ctx: &Context,
     st: &mut AutoscalingCheckStatus,
 ) -> Result<Measured, WorldError> {
+    let sampled = sample(check, target, ctx, st).await?;
+    judge(check, target, st, sampled)
+}
+
+/// What sampling the run left to judge.
+struct Sampled {
+    load: ChildLoad,
+    load_start: Timestamp,
+    /// When the load ended (its plan's end, or earlier on an abort).
+    load_end: Timestamp,
+    /// When watching the scale-down ended.
+    observed_until: Timestamp,
+    aborted: Option<AbortRecord>,
+}
+
+/// The target rate of seconds `from..to` of the load (open model), from its plan.
+fn planned_rate(target: &Target, open: bool) -> impl Fn(u64, u64) -> Option<f64> + '_ {
+    move |from: u64, to: u64| open.then(|| target.plan.level_at(Duration::from_secs_f64((from + to) as f64 / 2.0)))
+}
+
+/// Starts the load and records the replica timeline into `st` until the load has stopped and
+/// the count is back at the minimum (or never went up, or the watch is over, or a person
+/// stopped the run).
+async fn sample(
+    check: &AutoscalingCheck,
+    target: &Target,
+    ctx: &Context,
+    st: &mut AutoscalingCheckStatus,
+) -> Result<Sampled, WorldError> {
     let name = check.name_any();
     let ns = check.namespace().unwrap_or_default();
     let api: Api<AutoscalingCheck> = Api::namespaced(ctx.client.clone(), &ns);
@@ -223,9 +254,7 @@ async fn sample_the_run(
     let seconds = target.plan.total_duration().as_secs();
     let mut load = ChildLoad::start(&kids, check.spec.load.clone(), seconds).await?;
     let load_start = load.starts_at;
-    let open = check.spec.load.model == LoadModel::Open;
-    let rate =
-        |from: u64, to: u64| open.then(|| target.plan.level_at(Duration::from_secs_f64((from + to) as f64 / 2.0)));
+    let rate = planned_rate(target, check.spec.load.model == LoadModel::Open);
     let observe = check.spec.observe_scale_down_for.map_or(DEFAULT_OBSERVE_SCALE_DOWN, |d| d.as_std());
     let mut load_end = load.ends_at;
     let mut observed_until = at(load_end, observe);
@@ -260,21 +289,10 @@ async fn sample_the_run(
             tracing::warn!(check = %name, "the replica timeline is full; no more samples are kept");
             full = true;
         }
-        // A person's stop (the abort annotation, a deletion), under load or while scale-down is
-        // watched.
-        if aborted.is_none() {
-            let stop = ctx.trials.stopping().is_cancelled()
-                || match api.get_opt(&name).await {
-                    Ok(None) => true,
-                    Ok(Some(c)) => {
-                        abort_requested(&c) || c.meta().deletion_timestamp.is_some() || c.uid() != check.uid()
-                    }
-                    Err(_) => false,
-                };
-            if stop {
-                let rule = "the chaoslab.dev/abort annotation, a deletion or the operator's stop".to_owned();
-                aborted = Some(AbortRecord { rule, observed: Vec::new(), at: Time(now) });
-            }
+        // A person's stop, under load or while scale-down is watched.
+        if aborted.is_none() && person_stopped(check, &api, ctx).await {
+            let rule = "the chaoslab.dev/abort annotation, a deletion or the operator's stop".to_owned();
+            aborted = Some(AbortRecord { rule, observed: Vec::new(), at: Time(now) });
         }
         if !load_stopped {
             if let Err(error) = load.read(false).await {
@@ -307,6 +325,29 @@ async fn sample_the_run(
         sleep(SAMPLE_EVERY.saturating_sub(tick.elapsed())).await;
     }
     load.read(true).await?;
+    Ok(Sampled { load, load_start, load_end, observed_until, aborted })
+}
+
+/// Whether a person stopped the check: the abort annotation, a deletion (or a new object of the
+/// same name), or the operator stopping. A failed read is not a stop.
+async fn person_stopped(check: &AutoscalingCheck, api: &Api<AutoscalingCheck>, ctx: &Context) -> bool {
+    ctx.trials.stopping().is_cancelled()
+        || match api.get_opt(&check.name_any()).await {
+            Ok(None) => true,
+            Ok(Some(c)) => abort_requested(&c) || c.meta().deletion_timestamp.is_some() || c.uid() != check.uid(),
+            Err(_) => false,
+        }
+}
+
+/// Judges the sampled run: the scaling figures and expectations, the verdict, into `st`.
+fn judge(
+    check: &AutoscalingCheck,
+    target: &Target,
+    st: &mut AutoscalingCheckStatus,
+    sampled: Sampled,
+) -> Result<Measured, WorldError> {
+    let Sampled { load, load_start, load_end, observed_until, aborted } = sampled;
+    let rate = planned_rate(target, check.spec.load.model == LoadModel::Open);
     let steady = build::steady_windows(&target.plan, load_start)
         .into_iter()
         .map(|(from, to)| (from, to.min(load_end)))

@@ -168,7 +168,8 @@ async fn refuse(
     now: Timestamp,
 ) -> Result<Action, Error> {
     let mut notes = Vec::new();
-    if st.run.phase == Some(Phase::Running) {
+    let running = st.run.phase == Some(Phase::Running);
+    if running {
         crate::domain::podkill::abort(&mut st, now, &message, &mut notes);
     } else {
         st.run.phase = Some(Phase::Failed);
@@ -180,6 +181,10 @@ async fn refuse(
     let generation = pk.meta().generation;
     conditions::set(&mut st.run.conditions, conditions::ACCEPTED, false, reason, &message, generation, now);
     conditions::refresh(&mut st.run, generation, now);
+    // A run stopped mid-way has killed pods worth a report; one refused before it started has not.
+    if running {
+        file_report(pk, ctx, &mut st).await;
+    }
     write_status(api, &pk.name_any(), &st).await?;
     publish(ctx, pk, &notes).await;
     Ok(Action::await_change())

@@ -34,7 +34,13 @@ impl Report {
             observed: status.max_recovery.as_ref().map(|m| format!("slowest {m}")),
             threshold: Some(deadline.clone()),
             passed: status.run.verdict == Some(Verdict::Pass),
-            message: None,
+            // Aborted, Inconclusive (an owner gone) or Error: the deadline was not what decided.
+            message: match status.run.verdict {
+                Some(Verdict::Pass | Verdict::Fail) => None,
+                other => {
+                    Some(format!("not judged: the run ended {}", other.map(Verdict::as_str).unwrap_or("undecided")))
+                }
+            },
         });
         Report {
             expectations: expectation.into_iter().collect(),

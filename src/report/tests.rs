@@ -192,6 +192,12 @@ fn a_pod_kill_report_holds_every_target_and_the_deadline() {
         ("every replacement Ready within 30s", Some("slowest 1.5s"), Some("30s"), false)
     );
     assert!(report.seconds.is_empty() && report.load_test.is_none());
+    // An aborted run was not decided by the deadline: its expectation says so instead of failing.
+    let mut pk = fixture::pod_kill_object();
+    let mut st = pk.status.take().expect("status");
+    st.run.verdict = Some(crate::api::Verdict::Aborted);
+    let aborted = Report::of_pod_kill(&pk, &st);
+    assert_eq!(aborted.expectations[0].message.as_deref(), Some("not judged: the run ended Aborted"));
     // The axis runs from the run's start to its end at 45 s, where an unrecovered bar stops.
     assert_eq!(report.span(), 45.0);
 }

@@ -204,9 +204,20 @@ async fn an_eviction_refused_by_a_disruption_budget_is_recorded_not_retried() {
                 assert_eq!(body["kind"], "Eviction");
                 assert_eq!(body["deleteOptions"]["preconditions"]["uid"], "uid-web-a");
             }),
+            // The run has its verdict: its report is written (server-side apply, owned by the
+            // run) before the status that refers to it.
+            call(Method::PATCH, "/api/v1/namespaces/lab/configmaps/pk-report", 200, json!({})).expect(|body| {
+                assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], "pk-uid");
+                assert_eq!(body["metadata"]["labels"]["chaoslab.dev/report-of"], "PodKill");
+                let report: Value = serde_json::from_str(body["data"]["report.json"].as_str().unwrap()).unwrap();
+                assert_eq!(report["verdict"], "Inconclusive");
+                assert_eq!(report["podKill"]["targets"][0]["action"], "Refused");
+                assert!(body["data"].get("kills.svg").is_none(), "nothing killed, no bar to draw");
+            }),
             call(Method::PATCH, "/apis/chaoslab.dev/v1alpha1/namespaces/lab/podkills/pk/status", 200, stored).expect(
                 |body| {
                     let st = status_of(body);
+                    assert_eq!(st["reportRef"]["name"], "pk-report");
                     assert_eq!(st["targets"][0]["action"], "Refused");
                     assert!(st["targets"][0]["reason"].as_str().unwrap().contains("disruption budget"));
                     assert_eq!(st["phase"], "Succeeded");

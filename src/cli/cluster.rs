@@ -125,6 +125,7 @@ pub fn summary_report(run: &RunRef, view: &RunView) -> Report {
         finished_at: view.run.finished_at.clone(),
         expectations: view.expectations.clone(),
         phases: Vec::new(),
+        stages: Vec::new(),
         recovery: None,
         aborted_by: view.aborted_by.clone(),
         faults: Vec::new(),
@@ -132,6 +133,9 @@ pub fn summary_report(run: &RunRef, view: &RunView) -> Report {
         replicas: Vec::new(),
         seconds: Vec::new(),
         seconds_per_point: None,
+        load_test: None,
+        pod_kill: None,
+        service_fault: None,
         record: Record {
             environment: "cluster".into(),
             chaoslab_version: env!("CARGO_PKG_VERSION").to_owned(),

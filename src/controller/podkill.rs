@@ -12,7 +12,8 @@ use kube::{
 };
 
 use super::{
-    Context, Error, FINALIZER, abort_requested, conditions, namespace_labels, namespace_of, publish, write_status,
+    Context, Error, FINALIZER, abort_requested, conditions, namespace_labels, namespace_of, publish, report,
+    write_status,
 };
 use crate::{
     api::{
@@ -24,6 +25,7 @@ use crate::{
         podkill::{KillOutcome, Observation, PodFacts, advance, next_look, record_kills},
         selection::fresh_seed,
     },
+    report::Report,
 };
 
 pub async fn reconcile(pk: Arc<PodKill>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -96,6 +98,7 @@ async fn apply(pk: &PodKill, ctx: &Context, api: &Api<PodKill>, ns: &str) -> Res
 
     // Apply: the plan is written before any kill, so a restart resumes it instead of choosing
     // new targets.
+    file_report(pk, ctx, &mut st).await;
     if st != status {
         write_status(api, &name, &st).await?;
     }
@@ -117,6 +120,7 @@ async fn apply(pk: &PodKill, ctx: &Context, api: &Api<PodKill>, ns: &str) -> Res
         let now = Timestamp::now();
         notes.extend(record_kills(&pk.spec, &mut st, &outcomes, now));
         conditions::refresh(&mut st.run, generation, now);
+        file_report(pk, ctx, &mut st).await;
         write_status(api, &name, &st).await?;
         if let Some(e) = failed {
             publish(ctx, pk, &notes).await;
@@ -125,6 +129,14 @@ async fn apply(pk: &PodKill, ctx: &Context, api: &Api<PodKill>, ns: &str) -> Res
     }
     publish(ctx, pk, &notes).await;
     Ok(next_look(&pk.spec, &st, Timestamp::now()).map(Action::requeue).unwrap_or_else(Action::await_change))
+}
+
+/// A run that has just got its verdict gets its report, written before the status that refers
+/// to it; once referenced it is never written again.
+async fn file_report(pk: &PodKill, ctx: &Context, st: &mut PodKillStatus) {
+    if st.run.phase.unwrap_or_default().is_terminal() && st.run.report_ref.is_none() {
+        st.run.report_ref = report::file(ctx, pk, &Report::of_pod_kill(pk, st)).await;
+    }
 }
 
 /// What the planner needs of the pods the selector matches, listed in pages: only the small
@@ -156,7 +168,8 @@ async fn refuse(
     now: Timestamp,
 ) -> Result<Action, Error> {
     let mut notes = Vec::new();
-    if st.run.phase == Some(Phase::Running) {
+    let running = st.run.phase == Some(Phase::Running);
+    if running {
         crate::domain::podkill::abort(&mut st, now, &message, &mut notes);
     } else {
         st.run.phase = Some(Phase::Failed);
@@ -168,6 +181,10 @@ async fn refuse(
     let generation = pk.meta().generation;
     conditions::set(&mut st.run.conditions, conditions::ACCEPTED, false, reason, &message, generation, now);
     conditions::refresh(&mut st.run, generation, now);
+    // A run stopped mid-way has killed pods worth a report; one refused before it started has not.
+    if running {
+        file_report(pk, ctx, &mut st).await;
+    }
     write_status(api, &pk.name_any(), &st).await?;
     publish(ctx, pk, &notes).await;
     Ok(Action::await_change())

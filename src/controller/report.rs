@@ -109,6 +109,25 @@ pub async fn store<K: Resource<DynamicType = ()>>(
     Ok(name)
 }
 
+/// Writes `run`'s report and returns the reference its status keeps. A report that cannot be
+/// written is told as a Warning Event `ReportNotWritten` and leaves no reference: the verdict is
+/// written either way, never lost for want of a report.
+pub async fn file<K: crate::api::Experiment>(
+    ctx: &super::Context,
+    run: &K,
+    report: &Report,
+) -> Option<crate::api::common::LocalObjectRef> {
+    match store(&ctx.client, run, report).await {
+        Ok(name) => Some(crate::api::common::LocalObjectRef { name }),
+        Err(error) => {
+            tracing::warn!(kind = K::KIND, name = %run.name_any(), %error, "the report was not written");
+            let note = crate::domain::Note::warning("ReportNotWritten", error.to_string());
+            super::publish(ctx, run, &[note]).await;
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

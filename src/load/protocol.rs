@@ -228,6 +228,29 @@ pub fn window_figures(
     Ok(Some(bucket.figures(seconds as f64, target_rate).figures))
 }
 
+/// Each second's figures (index = second since the load's start) of the points before
+/// `sealed`, the seconds every runner has measured; a point standing for several seconds gives
+/// each of them its figures. `target_rate` is the rate asked for over `[from, to)` (open model).
+pub fn per_second(
+    points: &[Point],
+    sealed: u64,
+    target_rate: &dyn Fn(u64, u64) -> Option<f64>,
+) -> Vec<Option<Figures>> {
+    let mut seconds = Vec::new();
+    for point in points.iter().filter(|p| p.second() < sealed) {
+        let (from, to) = (point.second(), point.second() + u64::from(point.seconds().max(1)));
+        let figures = point.figures(target_rate(from, to));
+        for s in from..to.min(sealed) {
+            let i = usize::try_from(s).unwrap_or(usize::MAX);
+            if i >= seconds.len() {
+                seconds.resize(i + 1, None);
+            }
+            seconds[i] = Some(figures.clone());
+        }
+    }
+    seconds
+}
+
 /// The histograms of one step of the plan, over its settled seconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -9,6 +9,7 @@ use plotters::{
 };
 
 use super::Report;
+use crate::api::podkill::KillAction;
 
 /// Why a chart could not be drawn.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,9 @@ const THROUGHPUT: RGBColor = RGBColor(30, 90, 200);
 const ERRORS: RGBColor = RGBColor(200, 30, 30);
 const P50: RGBColor = RGBColor(40, 140, 60);
 const P99: RGBColor = RGBColor(150, 40, 160);
+/// A kill whose replacement became Ready; a hollow bar in [`OPEN_BAR`] is one that did not.
+const KILL_BAR: RGBColor = RGBColor(200, 80, 30);
+const OPEN_BAR: RGBColor = RGBColor(170, 20, 20);
 
 /// Every chart `report` has data for, as `(file name, SVG)`: traffic and latency when seconds
 /// were measured, replicas when the run sampled them.
@@ -45,7 +49,52 @@ pub fn render_all(report: &Report) -> Result<Vec<(&'static str, String)>, ChartE
     if !report.replicas.is_empty() {
         charts.push(("replicas.svg", replicas(report)?));
     }
+    if !killed(report).is_empty() {
+        charts.push(("kills.svg", kills(report)?));
+    }
     Ok(charts)
+}
+
+/// A PodKill's killed targets: the pod, when it was killed and when its replacement was Ready
+/// (`None`: never, within the run), in seconds since the run's start.
+fn killed(report: &Report) -> Vec<(&str, f64, Option<f64>)> {
+    let targets = report.pod_kill.iter().flat_map(|k| &k.targets);
+    targets
+        .filter(|t| t.action == KillAction::Killed)
+        .filter_map(|t| {
+            let at = report.since_start(t.killed_at.as_ref()?.0)?;
+            let ready = t.replacement_ready_at.as_ref().and_then(|r| report.since_start(r.0));
+            Some((t.pod.as_str(), at, ready))
+        })
+        .collect()
+}
+
+/// One horizontal bar per killed target, from the kill to its replacement's Ready. A target whose
+/// replacement never became Ready is drawn open to the end of the axis, hollow, and marked.
+pub fn kills(report: &Report) -> Result<String, ChartError> {
+    let bars = killed(report);
+    let end = report.span();
+    let top = bars.len().max(1) as f64;
+    draw_on("kills", report, "Kill to replacement Ready, per target", Axis::Rows("targets"), top, |chart| {
+        for (i, (pod, from, ready)) in bars.iter().enumerate() {
+            // The first target at the top, as the Markdown table lists them.
+            let row = top - i as f64 - 1.0;
+            let (low, high) = (row + 0.2, row + 0.8);
+            let (to, style, label) = match ready {
+                Some(to) => (*to, KILL_BAR.filled(), format!("{pod} ({:.2}s)", to - from)),
+                None => (end, OPEN_BAR.stroke_width(2), format!("{pod} (no Ready replacement)")),
+            };
+            // A recovery of milliseconds is still a visible bar.
+            let to = to.max(from + end * 0.004);
+            chart
+                .draw_series(std::iter::once(Rectangle::new([(*from, low), (to, high)], style)))
+                .map_err(|e| e.to_string())?;
+            chart
+                .draw_series(std::iter::once(Text::new(label, (*from, high + 0.05), (FONT, 12))))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })
 }
 
 /// Throughput and errors per second.
@@ -106,6 +155,28 @@ fn draw(
     top: f64,
     series: impl FnOnce(&mut Chart<'_, '_>) -> Result<(), String>,
 ) -> Result<String, ChartError> {
+    draw_on(name, report, caption, Axis::Values(unit), top, series)
+}
+
+/// What the vertical axis shows: values in a unit (with a legend of the series), or rows of
+/// labelled bars (no numbers, no legend).
+enum Axis<'a> {
+    Values(&'a str),
+    Rows(&'a str),
+}
+
+fn draw_on(
+    name: &'static str,
+    report: &Report,
+    caption: &str,
+    axis: Axis<'_>,
+    top: f64,
+    series: impl FnOnce(&mut Chart<'_, '_>) -> Result<(), String>,
+) -> Result<String, ChartError> {
+    let (unit, rows) = match axis {
+        Axis::Values(unit) => (unit, false),
+        Axis::Rows(unit) => (unit, true),
+    };
     let fail = |reason: String| ChartError { chart: name, reason };
     let mut svg = String::new();
     {
@@ -120,34 +191,42 @@ fn draw(
             .map_err(|e| fail(e.to_string()))?;
         chart
             .configure_mesh()
-            .x_desc("seconds since the load started")
+            .x_desc(format!("seconds since {}", report.axis_origin()))
             .y_desc(unit)
+            .y_labels(if rows { 0 } else { 10 })
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(|e| fail(e.to_string()))?;
         shade(&mut chart, report, top).map_err(fail)?;
         series(&mut chart).map_err(fail)?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.4))
-            .label_font((FONT, 12))
-            .draw()
-            .map_err(|e| fail(e.to_string()))?;
+        if !rows {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.4))
+                .label_font((FONT, 12))
+                .draw()
+                .map_err(|e| fail(e.to_string()))?;
+        }
         root.present().map_err(|e| fail(e.to_string()))?;
     }
     Ok(svg)
 }
 
-/// The phases as pale bands labelled at the bottom, the faults as red bands labelled at the top.
+/// The phases (or a LoadTest's stages) as pale bands labelled at the bottom, the faults as red
+/// bands labelled at the top.
 fn shade(chart: &mut Chart<'_, '_>, report: &Report, top: f64) -> Result<(), String> {
     let end = report.span();
-    for (i, phase) in report.phases.iter().enumerate() {
-        let Some(from) = report.offset(&phase.started_at) else { continue };
+    let phases = report.phases.iter().filter_map(|phase| {
+        let from = report.offset(&phase.started_at)?;
         let to = phase.finished_at.as_ref().and_then(|t| report.offset(t)).unwrap_or(end);
+        Some((from, to, phase.name.as_str()))
+    });
+    let stages = report.stages.iter().map(|s| (s.from_second, s.to_second, s.label.as_str()));
+    for (i, (from, to, label)) in phases.chain(stages).enumerate() {
         let fill = PHASE_FILLS[i % PHASE_FILLS.len()];
-        band(chart, from, to, top, fill.mix(0.18), phase.name.as_str(), top * 0.03)?;
+        band(chart, from, to, top, fill.mix(0.18), label, top * 0.03)?;
     }
     for fault in &report.faults {
         let Some(from) = fault.started_at.as_ref().and_then(|t| report.offset(t)) else { continue };

@@ -98,8 +98,12 @@ pub fn drill() -> Report {
         }],
         breaker: None,
         replicas: Vec::new(),
+        stages: Vec::new(),
         seconds,
         seconds_per_point: None,
+        load_test: None,
+        pod_kill: None,
+        service_fault: None,
         record: Record {
             environment: "local".into(),
             target: "frontend (http://127.0.0.1:8080)".into(),
@@ -109,4 +113,70 @@ pub fn drill() -> Report {
             chaoslab_version: "0.1.0".into(),
         },
     }
+}
+
+/// A finished run of `K` read from `src/report/fixtures/`, status included.
+fn object<K: serde::de::DeserializeOwned>(yaml: &str) -> K {
+    serde_saphyr::from_str(yaml).expect("a fixture that parses")
+}
+
+/// The finished LoadTest of `fixtures/loadtest.yaml`.
+pub fn load_test_object() -> crate::api::LoadTest {
+    object(include_str!("fixtures/loadtest.yaml"))
+}
+
+/// The per-second figures of the LoadTest fixture's runners: 10 s, one second (7) unmeasured,
+/// 13 ms p50, p99 above 100 ms from second 6.
+pub fn load_test_seconds() -> Vec<Option<crate::load::Figures>> {
+    use std::time::Duration;
+    (0..10u64)
+        .map(|s| {
+            let rate = (10 + s * 10).min(40) as f64;
+            let p99 = if s >= 6 { 140 } else { 30 };
+            (s != 7).then(|| crate::load::Figures {
+                p50: Duration::from_millis(13),
+                p90: Duration::from_millis(25),
+                p95: Duration::from_millis(28),
+                p99: Duration::from_millis(p99),
+                p999: Duration::from_millis(p99 + 5),
+                max: Duration::from_millis(p99 + 10),
+                mean: Duration::from_millis(18),
+                error_rate: if s == 8 { 0.025 } else { 0.0 },
+                achieved_rate: rate,
+                target_rate: Some(rate),
+                rps: rate,
+                dropped: 0,
+                total: rate as u64,
+            })
+        })
+        .collect()
+}
+
+/// The report of the LoadTest fixture.
+pub fn load_test() -> Report {
+    let lt = load_test_object();
+    let status = lt.status.clone().unwrap_or_default();
+    Report::of_load_test(&lt, &status, &load_test_seconds())
+}
+
+/// The finished PodKill of `fixtures/podkill.yaml`.
+pub fn pod_kill_object() -> crate::api::PodKill {
+    object(include_str!("fixtures/podkill.yaml"))
+}
+
+/// The report of the PodKill fixture.
+pub fn pod_kill() -> Report {
+    let pk = pod_kill_object();
+    Report::of_pod_kill(&pk, &pk.status.clone().unwrap_or_default())
+}
+
+/// The finished ServiceFault of `fixtures/servicefault.yaml`.
+pub fn service_fault_object() -> crate::api::ServiceFault {
+    object(include_str!("fixtures/servicefault.yaml"))
+}
+
+/// The report of the ServiceFault fixture.
+pub fn service_fault() -> Report {
+    let sf = service_fault_object();
+    Report::of_service_fault(&sf, &sf.status.clone().unwrap_or_default())
 }

@@ -5,7 +5,10 @@
 
 pub mod charts;
 pub mod html;
+mod loadtest;
 pub mod markdown;
+mod podkill;
+mod servicefault;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use schemars::JsonSchema;
@@ -14,8 +17,10 @@ use serde::{Deserialize, Serialize};
 use crate::{
     api::{
         Verdict,
-        figures::{AbortRecord, ExpectationResult, PhaseResult, RecoveryFigures},
-        load::{LoadModel, LoadProfile},
+        fault::{FaultStep, ProxyRoute, ProxyStats},
+        figures::{AbortRecord, ExpectationResult, LatencySummary, PhaseResult, RecoveryFigures, RequestCounts},
+        load::{CapacityResult, LoadModel, LoadProfile, RunnerRecord, StepResult},
+        podkill::KillTarget,
         trial::{BreakerFigures, FaultWindow, ReplicaSample},
     },
     load::Figures,
@@ -52,6 +57,9 @@ pub struct Report {
     pub expectations: Vec<ExpectationResult>,
     #[serde(default)]
     pub phases: Vec<PhaseResult>,
+    /// The stages of a LoadTest's plan, as windows of the time axis.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageWindow>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<RecoveryFigures>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,7 +81,91 @@ pub struct Report {
     /// means one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds_per_point: Option<u32>,
+    /// What a LoadTest measured over the whole run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_test: Option<LoadTestFigures>,
+    /// What a PodKill did and how fast its targets came back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_kill: Option<PodKillFigures>,
+    /// What a ServiceFault did and what its proxy saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_fault: Option<ServiceFaultFigures>,
     pub record: Record,
+}
+
+/// A labelled window of the time axis that is not a judged phase: one stage of a LoadTest's
+/// plan, in seconds since the load's start.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StageWindow {
+    /// What the load did in the window (`20→40 req/s`, `40 req/s`).
+    pub label: String,
+    pub from_second: f64,
+    pub to_second: f64,
+}
+
+/// A LoadTest's figures over the whole run, as its status holds them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadTestFigures {
+    /// The rate the schedule asked for, on average (open model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_rate: Option<f64>,
+    /// Requests sent per second over the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub achieved_rate: Option<f64>,
+    /// Failed / sent, as a fraction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencySummary>,
+    /// Requests by outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<RequestCounts>,
+    /// Little's law: throughput × mean latency, the requests in flight on average.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub littles_law_concurrency: Option<f64>,
+    /// Capacity preset: the knee and the level that broke.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<CapacityResult>,
+    /// Each level the plan held, over its settled seconds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepResult>,
+    /// The runner pods and how they ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runners: Vec<RunnerRecord>,
+}
+
+/// A PodKill's targets and recovery, as its status holds them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodKillFigures {
+    /// Every target of every round.
+    #[serde(default)]
+    pub targets: Vec<KillTarget>,
+    /// Pods killed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub killed: Option<u32>,
+    /// The time each killed pod's owner had to bring a replacement to Ready (`2m0s`).
+    pub recovery_deadline: String,
+    /// The slowest kill-to-Ready of a replacement, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_recovery_seconds: Option<f64>,
+}
+
+/// A ServiceFault's steps, routes and its proxy's figures, as its status holds them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceFaultFigures {
+    /// What the operator did, in order.
+    #[serde(default)]
+    pub steps: Vec<FaultStep>,
+    /// How the Service's ports were carried by the proxy.
+    #[serde(default)]
+    pub routes: Vec<ProxyRoute>,
+    /// What the proxy saw, summed over its pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyStats>,
 }
 
 /// What the load measured in one second.
@@ -175,10 +267,6 @@ impl Report {
         record: Record,
     ) -> Report {
         Report {
-            schema: SCHEMA.to_owned(),
-            kind: kind.to_owned(),
-            name: name.to_owned(),
-            namespace: None,
             verdict: Some(outcome.verdict),
             message: Some(outcome.message.clone()),
             started_at: Some(Time(outcome.started_at)),
@@ -189,12 +277,57 @@ impl Report {
             aborted_by: outcome.judgement.aborted_by.clone(),
             faults: outcome.faults.clone(),
             breaker: outcome.breaker.clone(),
-            replicas: Vec::new(),
             seconds: SecondFigures::series(seconds),
-            seconds_per_point: None,
-            record,
+            ..Report::empty(kind, name, record)
         }
         .settled()
+    }
+
+    /// A report of `kind`/`name` with nothing measured yet; the builders fill in what their
+    /// kind has.
+    fn empty(kind: &str, name: &str, record: Record) -> Report {
+        Report {
+            schema: SCHEMA.to_owned(),
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            namespace: None,
+            verdict: None,
+            message: None,
+            started_at: None,
+            finished_at: None,
+            expectations: Vec::new(),
+            phases: Vec::new(),
+            stages: Vec::new(),
+            recovery: None,
+            aborted_by: None,
+            faults: Vec::new(),
+            breaker: None,
+            replicas: Vec::new(),
+            seconds: Vec::new(),
+            seconds_per_point: None,
+            load_test: None,
+            pod_kill: None,
+            service_fault: None,
+            record,
+        }
+    }
+
+    /// The report of a run in the cluster as its status tells it: the verdict, its reason and
+    /// when it finished; `started_at` is the origin of the time axis.
+    fn of_run<K: crate::api::Experiment>(
+        run: &K,
+        status: &crate::api::RunStatus,
+        started_at: Option<Time>,
+        record: Record,
+    ) -> Report {
+        Report {
+            namespace: run.meta().namespace.clone(),
+            verdict: status.verdict,
+            message: status.message.clone(),
+            started_at,
+            finished_at: status.finished_at.clone(),
+            ..Report::empty(K::KIND, run.meta().name.as_deref().unwrap_or_default(), record)
+        }
     }
 
     /// The report as `report.json` keeps it: Kubernetes' `Time` keeps whole seconds, so a fault
@@ -217,47 +350,57 @@ impl Report {
         record: Record,
     ) -> Report {
         Report {
-            schema: SCHEMA.to_owned(),
-            kind: K::KIND.to_owned(),
-            name: run.meta().name.clone().unwrap_or_default(),
-            namespace: run.meta().namespace.clone(),
-            verdict: status.verdict,
-            message: status.message.clone(),
-            started_at: Some(Time(load_start)),
-            finished_at: status.finished_at.clone(),
             expectations: judgement.expectations.clone(),
             phases: judgement.phases.clone(),
             recovery: judgement.recovery.clone(),
             aborted_by: judgement.aborted_by.clone(),
-            faults: Vec::new(),
-            breaker: None,
-            replicas: Vec::new(),
             seconds: SecondFigures::series(seconds),
-            seconds_per_point: None,
-            record,
+            ..Report::of_run(run, status, Some(Time(load_start)), record)
         }
         .settled()
     }
 
     /// Seconds from the load's start to `at` (negative before it); `None` without a start.
     pub fn offset(&self, at: &Time) -> Option<f64> {
-        let start = self.started_at.as_ref()?;
-        Some(at.0.duration_since(start.0).as_secs_f64())
+        self.since_start(at.0)
     }
 
-    /// The length of the run's time axis in seconds: to its last second, phase, fault or
-    /// replica sample, whichever is latest.
+    /// Seconds from the load's (or run's) start to `at`; `None` without a start.
+    pub fn since_start(&self, at: k8s_openapi::jiff::Timestamp) -> Option<f64> {
+        let start = self.started_at.as_ref()?;
+        Some(at.duration_since(start.0).as_secs_f64())
+    }
+
+    /// The length of the run's time axis in seconds: to its last second, phase, stage, fault,
+    /// replica sample, kill, replacement Ready or step, whichever is latest.
     pub fn span(&self) -> f64 {
         let per_point = f64::from(self.seconds_per_point.unwrap_or(1));
         let last_second = self.seconds.last().map(|s| s.second as f64 + per_point).unwrap_or(0.0);
+        // A PodKill's axis runs to its end, so a replacement never Ready shows as a bar open to it.
+        let run_end = self.pod_kill.as_ref().and(self.finished_at.as_ref()).map(|t| t.0);
+        let targets = self.pod_kill.iter().flat_map(|k| &k.targets);
+        let instants = targets
+            .flat_map(|t| [&t.killed_at, &t.replacement_ready_at])
+            .flatten()
+            .map(|t| t.0)
+            .chain(self.service_fault.iter().flat_map(|f| &f.steps).map(|s| s.at.0))
+            .chain(run_end);
         let ends = self
             .phases
             .iter()
             .filter_map(|p| p.finished_at.as_ref())
             .chain(self.faults.iter().filter_map(|f| f.reverted_at.as_ref()))
             .chain(self.replicas.iter().map(|r| &r.at))
-            .filter_map(|t| self.offset(t));
+            .map(|t| t.0)
+            .chain(instants)
+            .filter_map(|t| self.since_start(t))
+            .chain(self.stages.iter().map(|s| s.to_second));
         ends.fold(last_second, f64::max).max(1.0)
+    }
+
+    /// What the time axis counts from: the load's start, or the run's when there was no load.
+    pub fn axis_origin(&self) -> &'static str {
+        if self.record.load.is_empty() { "the run started" } else { "the load started" }
     }
 
     /// The verdict as a word (`Pass`), or `Undecided`.

@@ -121,3 +121,163 @@ fn a_settled_report_prints_as_its_stored_json_does() {
     // Kubernetes' Time keeps whole seconds: 10.6 s is stored as 10 s.
     assert!(markdown::render(&settled, &[]).contains("| slow-inventory | 10.0s–21.0s |"));
 }
+
+#[test]
+fn a_load_test_report_holds_its_thresholds_figures_stages_and_seconds() {
+    let report = fixture::load_test();
+    assert_eq!((report.kind.as_str(), report.namespace.as_deref()), ("LoadTest", Some("shop")));
+    assert_eq!(report.verdict, Some(crate::api::Verdict::Fail));
+    assert_eq!(report.expectations.len(), 2, "the thresholds are the expectations");
+    assert!(!report.expectations[0].passed && report.expectations[1].passed);
+    assert_eq!(report.started_at.as_ref().map(super::clock).as_deref(), Some("2026-12-05 10:00:00Z"));
+    assert_eq!(report.record.target, "http://web.shop.svc:80/", "the URL the runners sent to");
+    assert_eq!(report.record.concurrency_limit, Some(50));
+    // The stages tile the time axis from the load's second 0, labelled with their levels.
+    let stages: Vec<(&str, f64, f64)> =
+        report.stages.iter().map(|s| (s.label.as_str(), s.from_second, s.to_second)).collect();
+    assert_eq!(stages, [("10→40 req/s", 0.0, 4.0), ("40 req/s", 4.0, 10.0)]);
+    // Nine measured seconds of ten; the unmeasured one is absent, not zero.
+    assert_eq!(report.seconds.len(), 9);
+    assert!(report.seconds.iter().all(|s| s.second != 7));
+    assert_eq!(report.seconds[8].second, 9);
+    assert_eq!(report.seconds[5].p99_ms, 30.0);
+    assert_eq!(report.seconds[6].p99_ms, 140.0);
+    let load = report.load_test.as_ref().expect("the load's figures");
+    assert_eq!(load.requests.as_ref().map(|r| (r.total, r.timeout)), Some((310, 1)));
+    assert_eq!(load.steps.len(), 1);
+    assert_eq!(load.runners.len(), 2);
+    assert!(report.pod_kill.is_none() && report.service_fault.is_none());
+}
+
+#[test]
+fn load_test_markdown() {
+    let md = markdown::render(&fixture::load_test(), &["traffic.svg", "latency.svg"]);
+    assert!(md.starts_with("# LoadTest shop/steady: Fail\n"), "{md}");
+    assert!(md.contains("| `p99 < 100ms` | 130.0ms | 100ms | FAIL |"), "{md}");
+    assert!(md.contains("| 310 | 309 | 0 | 1 | 0 | 0 | 0 | 0 | 0 |"), "requests by outcome:\n{md}");
+    // Little's law over the run: 0.62 in flight = 31 req/s × 20 ms, far below the limit of 50.
+    assert!(md.contains("| whole run | 31.0 req/s × 20.0 ms | 0.62 | 50 |"), "{md}");
+    insta::assert_snapshot!("load_test_markdown", md);
+}
+
+#[test]
+fn load_test_charts_shade_and_label_each_stage() {
+    let report = fixture::load_test();
+    let charts = charts::render_all(&report).expect("charts");
+    let names: Vec<&str> = charts.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, ["traffic.svg", "latency.svg"]);
+    for (name, svg) in &charts {
+        let labels = texts(svg);
+        for stage in ["10→40 req/s", "40 req/s"] {
+            assert!(labels.iter().any(|l| l == stage), "{name}: no {stage} label in {labels:?}");
+        }
+        assert!(svg.matches("opacity=\"0.18\"").count() >= 2, "{name}: stage shading");
+        assert!(labels.iter().any(|l| l == "seconds since the load started"), "{name}: {labels:?}");
+    }
+}
+
+#[test]
+fn a_pod_kill_report_holds_every_target_and_the_deadline() {
+    let report = fixture::pod_kill();
+    assert_eq!((report.kind.as_str(), report.verdict_word()), ("PodKill", "Fail"));
+    assert_eq!(report.record.target, "pods matching app=web");
+    assert_eq!(report.record.seed, Some(42));
+    let kills = report.pod_kill.as_ref().expect("the kills");
+    assert_eq!(kills.targets.len(), 3);
+    assert_eq!((kills.killed, kills.max_recovery_seconds), (Some(2), Some(1.5)));
+    assert_eq!(kills.recovery_deadline, "30s");
+    let e = &report.expectations[0];
+    assert_eq!(
+        (e.expression.as_str(), e.observed.as_deref(), e.threshold.as_deref(), e.passed),
+        ("every replacement Ready within 30s", Some("slowest 1.5s"), Some("30s"), false)
+    );
+    assert!(report.seconds.is_empty() && report.load_test.is_none());
+    // An aborted run was not decided by the deadline: its expectation says so instead of failing.
+    let mut pk = fixture::pod_kill_object();
+    let mut st = pk.status.take().expect("status");
+    st.run.verdict = Some(crate::api::Verdict::Aborted);
+    let aborted = Report::of_pod_kill(&pk, &st);
+    assert_eq!(aborted.expectations[0].message.as_deref(), Some("not judged: the run ended Aborted"));
+    // The axis runs from the run's start to its end at 45 s, where an unrecovered bar stops.
+    assert_eq!(report.span(), 45.0);
+}
+
+#[test]
+fn pod_kill_markdown() {
+    let md = markdown::render(&fixture::pod_kill(), &["kills.svg"]);
+    assert!(md.starts_with("# PodKill shop/web-kill: Fail\n"), "{md}");
+    assert!(
+        md.contains("| 0 | web-7c9d-aaaaa | kwok-node-0 | ReplicaSet/web-7c9d | Killed | 10:00:00.250Z | web-7c9d-bbbbb | 10:00:01.750Z | 1.500 s |"),
+        "{md}"
+    );
+    assert!(md.contains("| Killed | 10:00:10.100Z | - | - | TimedOut |"), "{md}");
+    assert!(md.contains("![Kill to replacement Ready](kills.svg)"), "{md}");
+    assert!(!md.contains("- Load:"), "a PodKill has no load: {md}");
+    insta::assert_snapshot!("pod_kill_markdown", md);
+}
+
+#[test]
+fn kills_chart_draws_one_bar_per_killed_target_and_marks_the_unrecovered() {
+    let report = fixture::pod_kill();
+    let charts = charts::render_all(&report).expect("charts");
+    let names: Vec<&str> = charts.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, ["kills.svg"], "no traffic without a load");
+    let svg = &charts[0].1;
+    assert!(svg.trim_start().starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert_eq!(svg.matches('<').count(), svg.matches('>').count(), "balanced tags");
+    assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count(), "every text closed");
+    // Two killed targets (the refused eviction is no bar): one filled, one hollow.
+    assert_eq!(svg.matches("fill=\"#C8501E\"").count(), 1, "one recovered bar:\n{svg}");
+    assert_eq!(svg.matches("stroke=\"#AA1414\"").count(), 1, "one open-ended bar:\n{svg}");
+    let labels = texts(svg);
+    assert!(labels.iter().any(|l| l == "web-7c9d-aaaaa (1.50s)"), "{labels:?}");
+    assert!(labels.iter().any(|l| l == "web-7c9d-ccccc (no Ready replacement)"), "{labels:?}");
+    assert!(!labels.iter().any(|l| l.starts_with("web-7c9d-ddddd")), "{labels:?}");
+    assert!(labels.iter().any(|l| l == "seconds since the run started"), "{labels:?}");
+}
+
+#[test]
+fn a_service_fault_report_holds_the_fault_window_steps_routes_and_proxy() {
+    let report = fixture::service_fault();
+    assert_eq!((report.kind.as_str(), report.verdict_word()), ("ServiceFault", "Pass"));
+    assert_eq!(report.faults.len(), 1);
+    let fault = &report.faults[0];
+    assert_eq!(fault.name, "latency on inventory");
+    assert_eq!(fault.started_at.as_ref().and_then(|t| report.offset(t)), Some(3.0));
+    assert_eq!(fault.reverted_at.as_ref().and_then(|t| report.offset(t)), Some(23.0));
+    assert_eq!(fault.observed, Some(true));
+    let sf = report.service_fault.as_ref().expect("the fault's figures");
+    assert_eq!((sf.steps.len(), sf.routes.len()), (6, 2));
+    assert_eq!(sf.proxy.as_ref().map(|p| p.requests), Some(400));
+    assert!(charts::render_all(&report).expect("charts").is_empty(), "nothing per second to draw");
+}
+
+#[test]
+fn service_fault_markdown() {
+    let md = markdown::render(&fixture::service_fault(), &[]);
+    assert!(md.starts_with("# ServiceFault shop/slow-inventory: Pass\n"), "{md}");
+    assert!(md.contains("| latency on inventory | 3.0s–23.0s | 400 request(s) crossed the proxy in front of inventory, 198 faulted |"), "{md}");
+    assert!(md.contains("| Faults applied | latency: 198 |"), "{md}");
+    assert!(md.contains("| Upstream status | 200: 400 |"), "{md}");
+    assert!(md.contains("| admin | 9090 | chaoslab-shadow-inventory:9090 | no |"), "{md}");
+    insta::assert_snapshot!("service_fault_markdown", md);
+}
+
+#[test]
+fn every_kind_s_report_json_is_valid_against_the_schema_and_reads_back() {
+    let schema: serde_json::Value = serde_json::from_str(&json_schema().expect("schema")).expect("JSON");
+    let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+    for report in [fixture::load_test(), fixture::pod_kill(), fixture::service_fault()] {
+        let json = report.to_json().expect("json");
+        let value: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+        let errors: Vec<String> = validator.iter_errors(&value).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", report.kind);
+        let back: Report = serde_json::from_str(&json).expect("read back");
+        assert_eq!(back, report, "{}", report.kind);
+    }
+    // The judged kinds' reports are unchanged: none of the new fields is written for them.
+    let drill = fixture::drill().to_json().expect("json");
+    for field in ["stages", "loadTest", "podKill", "serviceFault"] {
+        assert!(!drill.contains(&format!("\"{field}\"")), "{field} in a Drill's report");
+    }
+}

@@ -60,7 +60,7 @@ async fn runners_report_and_the_operator_merges_a_load_test() {
         assert!(runner.exited(Duration::from_secs(60)).await.success(), "a runner exits 0 after its final report");
     }
     let lt = finished(&api, "steady", Duration::from_secs(60)).await;
-    let st = lt.status.expect("status");
+    let st = lt.status.clone().expect("status");
     assert_eq!(st.run.verdict, Some(Verdict::Pass), "{:?} {:?}", st.run.message, st.thresholds);
     assert_eq!(st.run.phase, Some(Phase::Succeeded));
     let requests = st.requests.clone().expect("requests");
@@ -79,6 +79,20 @@ async fn runners_report_and_the_operator_merges_a_load_test() {
         let sent = r.sent.expect("sent");
         assert!((599..=601).contains(&sent), "each runner takes half: {r:?}");
     }
+
+    // The run's report: owned by the LoadTest, the thresholds as its expectations, the figures
+    // of status, and every second of the load from the runners' merged points.
+    let report = crate::harness::stored_report(&client, &lt).await;
+    assert_eq!(report["verdict"], "Pass");
+    assert_eq!(report["expectations"].as_array().map(Vec::len), Some(3));
+    assert_eq!(report["loadTest"]["requests"]["total"], requests.total);
+    assert_eq!(report["loadTest"]["runners"].as_array().map(Vec::len), Some(2));
+    let seconds = report["seconds"].as_array().expect("seconds");
+    assert_eq!(seconds.len(), 6, "one point per second of the load: {seconds:?}");
+    let counted: u64 = seconds.iter().filter_map(|s| s["requests"].as_u64()).sum();
+    assert_eq!(counted, requests.total, "the seconds hold every request");
+    assert_eq!(report["stages"][0]["toSecond"], 6.0, "the constant load is one stage on the axis");
+    eprintln!("LoadTest report: seconds {seconds:?}, figures {}", report["loadTest"]);
 
     // The reports are the runners' ConfigMaps, owned by the LoadTest, far below the size limit.
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);

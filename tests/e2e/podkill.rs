@@ -19,7 +19,7 @@ async fn a_podkill_deletes_a_pod_and_passes_with_recovery_times() {
     let operator = Operator::start("podkill", &[ns]);
     let api = create::<PodKill>(&client, ns, "kill-two", json!({"selector": {"matchLabels": {"app": "web"}}, "mode": "fixed", "value": 2, "recoveryDeadline": "60s", "seed": 11})).await;
     let pk = finished(&api, "kill-two", Duration::from_secs(90)).await;
-    let st = pk.status.expect("status");
+    let st = pk.status.clone().expect("status");
     assert_eq!(st.run.phase, Some(Phase::Succeeded), "{:?}\n{}", st.run.message, operator.log());
     assert_eq!(st.run.verdict, Some(Verdict::Pass), "{:?}", st.run.message);
     assert_eq!(st.killed, Some(2));
@@ -35,6 +35,25 @@ async fn a_podkill_deletes_a_pod_and_passes_with_recovery_times() {
     assert!(st.max_recovery.is_some() && st.max_recovery_seconds.is_some());
     let replacements: std::collections::BTreeSet<_> = st.targets.iter().filter_map(|t| t.replacement.clone()).collect();
     assert_eq!(replacements.len(), 2, "each target has its own replacement");
+    // The report: owned by the PodKill, every target with its kill and Ready, one bar each.
+    let report = crate::harness::stored_report(&client, &pk).await;
+    assert_eq!(report["verdict"], "Pass");
+    let targets = report["podKill"]["targets"].as_array().expect("the targets");
+    assert_eq!(targets.len(), 2);
+    for (t, stored) in st.targets.iter().zip(targets) {
+        assert_eq!(stored["pod"], t.pod.as_str());
+        assert_eq!(stored["replacement"].as_str(), t.replacement.as_deref());
+        assert_eq!(stored["recoverySeconds"].as_f64(), t.recovery_seconds);
+    }
+    assert_eq!(report["podKill"]["maxRecoverySeconds"].as_f64(), st.max_recovery_seconds);
+    assert_eq!(report["expectations"][0]["passed"], true);
+    let cm = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), ns)
+        .get("kill-two-report")
+        .await
+        .expect("the report ConfigMap");
+    let kills = cm.data.unwrap_or_default().remove("kills.svg").expect("kills.svg");
+    assert_eq!(kills.matches("fill=\"#C8501E\"").count(), 2, "one bar per killed target");
+    eprintln!("PodKill report: max recovery {:?} s, targets {targets:?}", st.max_recovery_seconds);
     // The killed pods are gone and the Deployment is whole again.
     let pods = crate::harness::kubectl(&["-n", ns, "get", "pods", "-l", "app=web", "-o", "name"]);
     for t in &st.targets {

@@ -127,8 +127,8 @@ async fn a_servicefault_switches_the_service_to_the_proxy_and_restores_it_exactl
         "{:?}",
         st.steps
     );
-    let injected = st.injected_at.expect("injectedAt").0;
-    let reverted = st.reverted_at.expect("revertedAt").0;
+    let injected = st.injected_at.clone().expect("injectedAt").0;
+    let reverted = st.reverted_at.clone().expect("revertedAt").0;
     let held = Duration::try_from(reverted.duration_since(injected)).expect("reverted after injected");
     assert!(held >= Duration::from_secs(6) && held < Duration::from_secs(12), "injected for {held:?}");
     assert_eq!(st.original_selector, selector(&before));
@@ -136,6 +136,17 @@ async fn a_servicefault_switches_the_service_to_the_proxy_and_restores_it_exactl
     assert!(st.proxy_expires_at.is_some());
     assert_restored(&before, &services.get("web").await.expect("Service web"));
     proxy_objects_gone(&client, ns).await;
+    // The report: owned by the ServiceFault, the fault's window as status has it, every step,
+    // both routes and the proxy's figures (none crossed it here).
+    let report = crate::harness::stored_report(&client, &sf).await;
+    assert_eq!(report["verdict"], "Inconclusive");
+    let fault = &report["faults"][0];
+    assert_eq!(fault["startedAt"], serde_json::to_value(&st.injected_at).expect("json"));
+    assert_eq!(fault["revertedAt"], serde_json::to_value(&st.reverted_at).expect("json"));
+    assert_eq!(report["serviceFault"]["steps"].as_array().map(Vec::len), Some(st.steps.len()));
+    assert_eq!(report["serviceFault"]["routes"].as_array().map(Vec::len), Some(2));
+    assert_eq!(report["serviceFault"]["proxy"], serde_json::to_value(&st.proxy).expect("json"));
+    eprintln!("ServiceFault report: fault {fault}, proxy {}", report["serviceFault"]["proxy"]);
     let events = kubectl(&["-n", ns, "get", "events.events.k8s.io", "-o", "jsonpath={.items[*].reason}"]);
     for reason in ["ProxyCreated", "Switched", "Injecting", "NoTraffic"] {
         assert!(events.contains(reason), "no {reason} Event in {events}");

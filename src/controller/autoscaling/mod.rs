@@ -30,7 +30,6 @@ use super::{
 use crate::{
     api::{
         AutoscalingCheck, Phase, Verdict,
-        common::LocalObjectRef,
         figures::AbortRecord,
         load::LoadModel,
         trial::{AutoscalingCheckStatus, ReplicaSample},
@@ -180,13 +179,7 @@ async fn run(check: AutoscalingCheck, target: Target, ctx: Arc<Context>, mut st:
             let mut report =
                 Report::of_judged(&check, &st.run, &st.judgement, measured.load_start, &measured.seconds, record);
             report.replicas = st.timeline.clone();
-            match report::store(&ctx.client, &check, &report).await {
-                Ok(name) => st.run.report_ref = Some(LocalObjectRef { name }),
-                Err(error) => {
-                    tracing::warn!(check = %check.name_any(), %error, "the report was not written");
-                    publish(ctx.as_ref(), &check, &[Note::warning("ReportNotWritten", error.to_string())]).await;
-                }
-            }
+            st.run.report_ref = report::file(&ctx, &check, &report).await;
         }
         Err(e) => {
             if let Ok(children) = children(&ctx, &check)

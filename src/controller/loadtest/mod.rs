@@ -28,17 +28,18 @@ use kube::{
 use self::build::{Ending, REPORT_GRACE, START_TIMEOUT};
 use super::{
     Context, Error, FINALIZER, abort_requested, conditions, create_if_absent, delete_if_present, elapsed,
-    namespace_labels, namespace_of, publish, write_status,
+    namespace_labels, namespace_of, publish, report, write_status,
 };
 use crate::{
     api::{LoadTest, Phase, Verdict, load::LoadTestStatus, load::RunnerRecord},
     domain::expression::Expression,
     domain::{Note, spec_check::SpecCheck},
     load::{
-        protocol::{MergedRun, REPORT_KEY, RUN_LABEL, RunnerReport, RunnerState},
+        protocol::{MergedRun, REPORT_KEY, RUN_LABEL, RunnerReport, RunnerState, per_second},
         stages::{Plan, expand},
         summary::{DEFAULT_ABORT_GRACE, certain_failure},
     },
+    report::Report,
 };
 
 /// How soon a running LoadTest is looked at again: reports arrive every few seconds.
@@ -338,6 +339,11 @@ async fn conclude(
     fresh.run.finished_at = Some(Time(now));
     let generation = lt.meta().generation;
     conditions::refresh(&mut fresh.run, generation, now);
+    // The report is written before the status that refers to it, from the same figures.
+    let open = lt.spec.load.model == crate::api::load::LoadModel::Open;
+    let rate = |from: u64, to: u64| open.then(|| plan.level_at(Duration::from_secs_f64((from + to) as f64 / 2.0)));
+    let seconds = per_second(&merged.points, merged.sealed, &rate);
+    fresh.run.report_ref = report::file(ctx, lt, &Report::of_load_test(lt, &fresh, &seconds)).await;
     write_status(api, &lt.name_any(), &fresh).await?;
     let note = match verdict {
         Verdict::Pass => Note::normal("Passed", message),

@@ -33,7 +33,7 @@ use kube::{
 use self::build::{Claim, READY_BUDGET};
 use super::{
     Context, Error, FINALIZER, MANAGER, abort_requested, conditions, create_if_absent, delete_if_present, elapsed,
-    namespace_labels, namespace_of, publish, write_status,
+    namespace_labels, namespace_of, publish, report, write_status,
 };
 use crate::{
     api::{
@@ -42,6 +42,7 @@ use crate::{
         fault::{FaultStep, ServiceFaultStatus},
     },
     domain::{Note, spec_check::SpecCheck},
+    report::Report,
 };
 
 /// How often a running fault is looked at: the proxy's figures are refreshed this often.
@@ -163,6 +164,7 @@ async fn start(
         st.run.message = Some(message.clone());
         st.run.finished_at = Some(Time(now));
         conditions::refresh(&mut st.run, generation, now);
+        st.run.report_ref = report::file(ctx, sf, &Report::of_service_fault(sf, &st)).await;
         write_status(api, &sf.name_any(), &st).await?;
         publish(ctx, sf, &[Note::normal("DryRun", message)]).await;
         return Ok(Action::await_change());
@@ -430,6 +432,8 @@ async fn finish(
     st.run.message = Some(message.clone());
     st.run.finished_at = Some(Time(now));
     conditions::refresh(&mut st.run, sf.meta().generation, now);
+    // The report is written before the status that refers to it.
+    st.run.report_ref = report::file(ctx, sf, &Report::of_service_fault(sf, &st)).await;
     write_status(api, &sf.name_any(), &st).await?;
     let note = if verdict == Verdict::Pass { Note::normal(reason, message) } else { Note::warning(reason, message) };
     publish(ctx, sf, &[note]).await;

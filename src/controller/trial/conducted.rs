@@ -17,7 +17,7 @@ use super::{
     world::ClusterWorld, write_own_status,
 };
 use crate::{
-    api::{Phase, Verdict, common::LocalObjectRef, figures::PhaseName, trial::FaultWindow},
+    api::{Phase, Verdict, figures::PhaseName, trial::FaultWindow},
     controller::{
         Context, Error, FINALIZER, abort_requested, conditions, namespace_labels, namespace_of, publish, report,
         write_status,
@@ -157,13 +157,7 @@ async fn conduct<K: ConductedRun>(drill: K, plan: TrialPlan, ctx: Arc<Context>, 
             );
             let mut report = Report::of_trial(K::KIND, &name, &outcome, &seconds, Record::in_cluster(&plan.load));
             report.namespace = drill.namespace();
-            match report::store(&ctx.client, &drill, &report).await {
-                Ok(config_map) => K::run_of(&mut last).report_ref = Some(LocalObjectRef { name: config_map }),
-                Err(error) => {
-                    tracing::warn!(drill = %name, %error, "the report was not written");
-                    publish(ctx.as_ref(), &drill, &[Note::warning("ReportNotWritten", error.to_string())]).await;
-                }
-            }
+            K::run_of(&mut last).report_ref = report::file(&ctx, &drill, &report).await;
             K::record(&mut last, outcome);
         }
         Err(e) => build::end(K::run_of(&mut last), Verdict::Error, e.0, now, drill.meta().generation),

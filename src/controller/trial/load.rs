@@ -21,7 +21,7 @@ use crate::{
     },
     load::{
         Figures,
-        protocol::{MergedRun, Point, RUN_LABEL, window_figures},
+        protocol::{MergedRun, Point, RUN_LABEL, per_second, window_figures},
     },
     trial::drive::{WorldError, at},
 };
@@ -110,19 +110,7 @@ impl ChildLoad {
 
     /// Each sealed second's figures (index = second), as last read.
     pub fn per_second(&self, rate: TargetRate<'_>) -> Vec<Option<Figures>> {
-        let mut seconds = Vec::new();
-        for point in self.points.iter().filter(|p| p.second() < self.sealed) {
-            let (from, to) = (point.second(), point.second() + u64::from(point.seconds().max(1)));
-            let figures = point.figures(rate(from, to));
-            for s in from..to.min(self.sealed) {
-                let i = usize::try_from(s).unwrap_or(usize::MAX);
-                if i >= seconds.len() {
-                    seconds.resize(i + 1, None);
-                }
-                seconds[i] = Some(figures.clone());
-            }
-        }
-        seconds
+        per_second(&self.points, self.sealed, rate)
     }
 
     /// The figures over `seconds` (clipped to what is sealed), as last read; `None` when no

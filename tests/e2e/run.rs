@@ -13,7 +13,9 @@ use k8s_openapi::api::core::v1::Service;
 use kube::{Api, ResourceExt};
 use tokio::process::{Child, Command};
 
-use crate::harness::{Operator, Runner, apply, env, finished, lab, runner_job, server, token_kubeconfig, wait_for};
+use crate::harness::{
+    Operator, Runner, apply, env, finished, kubectl, lab, runner_job, server, token_kubeconfig, wait_for,
+};
 
 /// `chaoslab run ARGS` as a child process, its output captured.
 fn chaoslab_run(args: &[&str]) -> Child {
@@ -141,7 +143,14 @@ async fn chaoslab_run_gates_on_the_verdicts_with_reports_and_junit() {
 
     // `chaoslab lab --kube` starts the tour the same way; without the chart's demo app (its
     // namespace chaoslab-demo) it is refused with the command that installs it.
-    let lab = Command::new(env!("CARGO_BIN_EXE_chaoslab")).args(["lab", "--kube"]).output().await.expect("lab --kube");
+    // Another test's dry runs of the examples create that namespace: remove it first, and never
+    // wait on a tour no operator here would run.
+    kubectl(&["delete", "namespace", "chaoslab-demo", "--ignore-not-found", "--wait", "--timeout=120s"]);
+    let lab = Command::new(env!("CARGO_BIN_EXE_chaoslab")).args(["lab", "--kube"]).kill_on_drop(true).output();
+    let lab = tokio::time::timeout(Duration::from_secs(60), lab)
+        .await
+        .expect("chaoslab lab --kube ended within 60s")
+        .expect("lab --kube");
     let stderr = String::from_utf8_lossy(&lab.stderr);
     assert_eq!(lab.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("chaoslab-demo") && stderr.contains("--set demo.enabled=true"), "{stderr}");

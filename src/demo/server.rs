@@ -145,7 +145,18 @@ pub fn router(demo: Arc<Demo>, admin: bool) -> Router {
     if admin {
         router = router.merge(super::admin::routes());
     }
-    router.fallback(work_route).with_state(demo)
+    let closing = axum::middleware::map_response_with_state(demo.clone(), close_when_shutting_down);
+    router.fallback(work_route).layer(closing).with_state(demo)
+}
+
+/// Once shutting down, every answer says `Connection: close`, so clients stop reusing their
+/// pooled connections here during the shutdown delay instead of racing the final close (as
+/// Go's `Server.Shutdown` turns keep-alives off).
+async fn close_when_shutting_down(State(demo): State<Arc<Demo>>, mut response: Response) -> Response {
+    if demo.lifecycle.shutting_down() {
+        response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// A JSON answer.
@@ -410,6 +421,36 @@ mod tests {
 
     fn json(body: &str) -> Value {
         serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    }
+
+    /// The head of the answer to a keep-alive request.
+    async fn head_of_keep_alive(addr: SocketAddr) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.expect("write");
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !out.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the connection closed before the head: {}", String::from_utf8_lossy(&out));
+            out.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&out).to_lowercase()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn once_shutting_down_answers_close_their_connections() {
+        let config =
+            DemoConfig::from_json(&json!({"name": "catalog", "lifecycle": {"shutdownDelay": "1h"}})).expect("config");
+        let demo = Demo::new(config).expect("demo");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(serve(listener, demo.clone(), false, std::future::pending::<()>()));
+        let before = head_of_keep_alive(addr).await;
+        assert!(before.starts_with("http/1.1 200") && !before.contains("connection: close"), "{before}");
+        demo.lifecycle.begin_shutdown(Instant::now());
+        let during = head_of_keep_alive(addr).await;
+        assert!(during.starts_with("http/1.1 200") && during.contains("connection: close"), "{during}");
+        server.abort();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,17 +1,17 @@
 //! Judged runs in the local environment: the conductor of `trial::drive` with `LocalWorld`,
 //! against `chaoslab demo` processes and a `chaoslab proxy` in front of inventory, all on
-//! loopback. The breaker is judged from outside (with it on, the trial passes; off, it fails on
-//! the breaker's own expectations), an abort rule reverts the fault at once, a pod kill is
-//! refused before anything is done, and the curriculum's Drill and CircuitBreakerTrial files end
-//! with the verdict they state.
+//! loopback, each Service its pods behind a balancer (`chaoslab lab`'s topology). The breaker is
+//! judged from outside (with it on, the trial passes; off, it fails on the breaker's own
+//! expectations), an abort rule reverts the fault at once, what cannot be done here is refused
+//! before anything is done, and the curriculum's Drill and CircuitBreakerTrial files end with the
+//! verdict they state, the pod kills of lessons 7, 8 and 14 included.
 
-#[path = "proxy/harness.rs"]
-mod harness;
 mod support;
-#[path = "demo/topology.rs"]
-mod topology;
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
 use chaoslab::{
     api::{
@@ -19,52 +19,51 @@ use chaoslab::{
         figures::PhaseName,
         trial::{CircuitBreakerTrialSpec, DrillSpec},
     },
-    local::{LocalTargets, LocalWorld},
+    demo::topology::CATALOG,
+    local::{
+        LocalTargets, LocalWorld,
+        lab::{LabOptions, LabTopology},
+    },
+    proxy::admin_client,
     trial::{
         drive::{Milestone, TrialOutcome, World as _, conduct},
-        plan::TrialPlan,
+        plan::{FaultAction, TrialPlan},
     },
 };
-use harness::ProxyProcess;
 use support::{repo_path, yaml_documents};
-use topology::{CATALOG, FRONTEND, INVENTORY, Service};
 
-/// inventory behind a proxy, catalog calling it through the proxy, and (for the drills) the
-/// frontend calling catalog.
+/// The lab's topology as `chaoslab lab` runs it: inventory's 2 pods behind a proxy, catalog's 2
+/// calling it through the proxy, the frontend calling catalog.
 struct Lab {
-    inventory: Service,
-    proxy: ProxyProcess,
-    catalog: Service,
-    frontend: Option<Service>,
+    topology: LabTopology,
 }
 
 impl Lab {
-    fn start(catalog: &[&str], with_frontend: bool) -> Lab {
-        let inventory = Service::start("inventory", INVENTORY);
-        let route = format!("127.0.0.1:0={}", inventory.addr);
-        let proxy = ProxyProcess::start(&["--route", &route]);
-        let to_inventory = format!("inventory=http://{}/", proxy.route());
-        let catalog = Service::start("catalog", &[&["--upstream", &to_inventory], catalog].concat());
-        let frontend = with_frontend.then(|| {
-            let to_catalog = format!("catalog={}/", catalog.url);
-            Service::start("frontend", &[&["--upstream", &to_catalog], FRONTEND].concat())
-        });
-        Lab { inventory, proxy, catalog, frontend }
+    /// The topology with catalog's flags in place of the chart's.
+    async fn start(catalog: &[&str]) -> Lab {
+        let args = BTreeMap::from([("catalog".to_owned(), catalog.iter().map(|a| a.to_string()).collect())]);
+        Lab::with(LabOptions { seed: 7, args, abrupt_shutdown: false }).await
+    }
+
+    async fn with(options: LabOptions) -> Lab {
+        let exe = std::path::Path::new(env!("CARGO_BIN_EXE_chaoslab"));
+        let topology = LabTopology::start(exe, &options).await.unwrap_or_else(|e| panic!("the lab: {e}"));
+        Lab { topology }
     }
 
     fn world(&self) -> LocalWorld {
-        let mut targets = LocalTargets { seed: 7, ..LocalTargets::default() };
-        targets.services.insert("inventory".into(), self.inventory.url.clone());
-        targets.services.insert("catalog".into(), self.catalog.url.clone());
-        if let Some(frontend) = &self.frontend {
-            targets.services.insert("frontend".into(), frontend.url.clone());
-        }
-        targets.proxies.insert("inventory".into(), self.proxy.admin.to_string());
-        LocalWorld::new(targets).expect("a local world")
+        LocalWorld::new(self.topology.targets().clone()).expect("a local world")
     }
 
     fn logs(&self) -> String {
-        format!("catalog:\n{}\nproxy:\n{}", self.catalog.logs(), self.proxy.logs())
+        self.topology.logs()
+    }
+
+    /// A JSON answer of the proxy's admin API (`/stats`, `/faults`).
+    async fn proxy(&self, path: &str) -> serde_json::Value {
+        let admin = &self.topology.targets().proxies["inventory"];
+        let body = admin_client::request(admin, http::Method::GET, path, None).await.expect("the proxy answers");
+        serde_json::from_slice(&body).expect("JSON")
     }
 }
 
@@ -92,6 +91,9 @@ fn describe(outcome: &TrialOutcome) -> String {
     }
     for p in &outcome.judgement.phases {
         lines.push(format!("  phase {:?}: {:?}/s, errors {:?}, {:?}", p.name, p.throughput, p.error_rate, p.latency));
+    }
+    for f in &outcome.faults {
+        lines.push(format!("  fault {}: observed {:?}: {}", f.name, f.observed, f.effect.as_deref().unwrap_or("-")));
     }
     lines.push(format!("  breaker: {:?}", outcome.breaker));
     lines.push(format!("  recovery: {:?}", outcome.judgement.recovery));
@@ -124,7 +126,7 @@ async fn the_breaker_is_judged_from_outside_pass_with_it_fail_without_it() {
     let spec: CircuitBreakerTrialSpec = serde_saphyr::from_str(SHORT_TRIAL).expect("a trial spec");
     let plan = TrialPlan::circuit_breaker(&spec).expect("a plan");
 
-    let with = Lab::start(CATALOG, false);
+    let with = Lab::start(CATALOG).await;
     let started = Instant::now();
     let (outcome, told) = run(&plan, &with).await;
     eprintln!("breaker on ({:.0}s):\n{}", started.elapsed().as_secs_f64(), describe(&outcome));
@@ -157,7 +159,7 @@ async fn the_breaker_is_judged_from_outside_pass_with_it_fail_without_it() {
     // fails on the breaker's expectations; the fallback still hides the errors.
     let catalog: Vec<&str> =
         CATALOG.iter().map(|a| if *a == "--circuit-breaker=true" { "--circuit-breaker=false" } else { a }).collect();
-    let without = Lab::start(&catalog, false);
+    let without = Lab::start(&catalog).await;
     let (outcome, _) = run(&plan, &without).await;
     eprintln!("breaker off:\n{}", describe(&outcome));
     assert_eq!(outcome.verdict, Verdict::Fail, "{}", describe(&outcome));
@@ -174,7 +176,7 @@ async fn the_breaker_is_judged_from_outside_pass_with_it_fail_without_it() {
 async fn an_abort_rule_reverts_the_fault_at_once_and_names_what_fired_it() {
     let _turn = TOPOLOGIES.acquire().await.expect("the semaphore is never closed");
     // No breaker and no fallback: every request fails while inventory is down.
-    let lab = Lab::start(&["--latency", "10ms", "--timeout", "500ms", "--circuit-breaker=false"], false);
+    let lab = Lab::start(&["--latency", "10ms", "--timeout", "500ms", "--circuit-breaker=false"]).await;
     let spec: DrillSpec = serde_saphyr::from_str(
         r#"
 load: {target: {service: {name: catalog}}, model: open, rate: 20, timeout: 5s}
@@ -205,13 +207,13 @@ abortWhen: [{when: 'errorRate > 20%', for: 2s}]
     assert!(gap.as_secs_f64() >= 0.0 && gap.as_secs_f64() < 1.0, "reverted {gap:?} after the rule fired");
     // Two bad seconds, sealed a moment after they end: stopped long before the plan's 30 s.
     assert!(took < Duration::from_secs(15), "{took:?}");
-    let faults = lab.proxy.get_json("/faults").await;
+    let faults = lab.proxy("/faults").await;
     assert!(faults["faults"].as_array().is_none_or(Vec::is_empty), "the proxy is a pass-through again: {faults}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_the_local_environment_cannot_do_is_refused_before_anything_is_done() {
-    let lab = Lab::start(CATALOG, false);
+    let lab = Lab::start(CATALOG).await;
     let kill: DrillSpec = serde_saphyr::from_str(
         r#"
 load: {target: {service: {name: catalog}}, rate: 10}
@@ -221,9 +223,24 @@ faults:
 "#,
     )
     .expect("a drill spec");
-    let mut world = lab.world();
+    // Services known only by their addresses have no pods to kill.
+    let targets = LocalTargets { pods: Default::default(), ..lab.topology.targets().clone() };
+    let mut world = LocalWorld::new(targets).expect("a local world");
     let error = conduct(&TrialPlan::drill(&kill).expect("plan"), &mut world, |_| {}).await.expect_err("refused");
-    assert!(error.0.contains("kill-one") && error.0.contains("needs a cluster"), "{error}");
+    assert!(error.0.contains("kill-one") && error.0.contains("no pods run here"), "{error}");
+    // A selector the API server would refuse is named before anything is done.
+    let bad: DrillSpec = serde_saphyr::from_str(
+        r#"
+load: {target: {service: {name: catalog}}, rate: 10}
+phases: {inject: 5s}
+faults:
+  - {name: kill-odd, podKill: {selector: {matchExpressions: [{key: app, operator: Within, values: [catalog]}]}}}
+"#,
+    )
+    .expect("a drill spec");
+    let mut world = lab.world();
+    let error = conduct(&TrialPlan::drill(&bad).expect("plan"), &mut world, |_| {}).await.expect_err("refused");
+    assert!(error.0.contains("kill-odd") && error.0.contains("podKill.selector"), "{error}");
 
     let unknown: DrillSpec = serde_saphyr::from_str(
         r#"
@@ -235,9 +252,9 @@ faults:
     )
     .expect("a drill spec");
     let error = conduct(&TrialPlan::drill(&unknown).expect("plan"), &mut world, |_| {}).await.expect_err("refused");
-    assert!(error.0.contains("\"checkout\"") && error.0.contains("catalog, inventory"), "{error}");
+    assert!(error.0.contains("\"checkout\"") && error.0.contains("catalog, frontend, inventory"), "{error}");
     // Nothing reached the proxy or catalog.
-    let stats = lab.proxy.get_json("/stats").await;
+    let stats = lab.proxy("/stats").await;
     assert_eq!(stats["requests"], 0, "{stats}");
 }
 
@@ -247,6 +264,8 @@ struct Lesson {
     doc: serde_json::Value,
     expect: Verdict,
     catalog: Option<Vec<String>>,
+    /// `--set demo.gracefulShutdown=false` in its header.
+    abrupt_shutdown: bool,
 }
 
 fn lesson(file: &str) -> Lesson {
@@ -264,7 +283,8 @@ fn lesson(file: &str) -> Lesson {
     });
     let mut docs = yaml_documents(&path);
     assert_eq!(docs.len(), 1, "{file}");
-    Lesson { doc: docs.remove(0), expect, catalog }
+    let abrupt_shutdown = text.contains("--set demo.gracefulShutdown=false");
+    Lesson { doc: docs.remove(0), expect, catalog, abrupt_shutdown }
 }
 
 /// Two labs at a time at most: each test runs a topology of its own, on two cores.
@@ -287,17 +307,18 @@ async fn run_lesson(file: &str) -> (TrialOutcome, TrialPlan, Vec<Option<u64>>) {
         }
         other => panic!("{file}: kind {other:?}"),
     };
-    let catalog: Vec<String> = lesson.catalog.unwrap_or_else(|| CATALOG.iter().map(|a| a.to_string()).collect());
-    let catalog: Vec<&str> = catalog.iter().map(String::as_str).collect();
-    let frontend = plan.load.target.service.as_ref().is_some_and(|s| s.name == "frontend");
-    let lab = Lab::start(&catalog, frontend);
+    let args = lesson.catalog.into_iter().map(|args| ("catalog".to_owned(), args)).collect();
+    let lab = Lab::with(LabOptions { seed: 7, args, abrupt_shutdown: lesson.abrupt_shutdown }).await;
     let started = Instant::now();
     let (outcome, _) = run(&plan, &lab).await;
     let mut world = lab.world();
-    let calls = world
-        .dependency_calls(&plan.faults[0], outcome.started_at, plan.timeline.load_seconds())
-        .await
-        .expect("the proxy's counts");
+    let calls = match plan.faults.iter().find(|f| matches!(f.action, FaultAction::Service(_))) {
+        Some(fault) => world
+            .dependency_calls(fault, outcome.started_at, plan.timeline.load_seconds())
+            .await
+            .expect("the proxy's counts"),
+        None => Vec::new(),
+    };
     eprintln!("{file} ({:.0}s):\n{}", started.elapsed().as_secs_f64(), describe(&outcome));
     assert_eq!(outcome.verdict, lesson.expect, "{file}: {}\n{}", describe(&outcome), lab.logs());
     (outcome, plan, calls)
@@ -338,4 +359,44 @@ async fn lesson_12_the_charts_catalog_breaker_passes_its_trial() {
     let (outcome, _, _) = run_lesson("12-circuit-breaker.yaml").await;
     let figures = outcome.breaker.expect("breaker figures");
     assert!(figures.opens_after.is_some() && figures.closes_after.is_some(), "{figures:?}");
+}
+
+/// The pod kill's evidence (which pod, its signal and exit, its replacement), after checking that
+/// the kill had an effect.
+fn kill_evidence(outcome: &TrialOutcome, fault: &str) -> String {
+    let window = outcome.faults.iter().find(|f| f.name == fault).expect("the kill's window");
+    let evidence = window.effect.clone().unwrap_or_default();
+    assert_eq!(window.observed, Some(true), "{evidence}\n{}", describe(outcome));
+    eprintln!("{fault}: {evidence}");
+    evidence
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lesson_07_a_pod_killed_with_a_graceful_shutdown_costs_no_request() {
+    let (outcome, _, _) = run_lesson("07-pod-kill-graceful.yaml").await;
+    let evidence = kill_evidence(&outcome, "kill-one-catalog");
+    // SIGTERM, served on for the shutdown delay, drained, exit 0; a third catalog pod took its place.
+    assert!(evidence.contains("(SIGTERM, exited 0 after"), "{evidence}");
+    assert!(evidence.contains("replaced by catalog-3, Ready after"), "{evidence}");
+    assert!(passed(&outcome, "errorRate"), "{}", describe(&outcome));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lesson_08_a_pod_killed_without_a_graceful_shutdown_fails_on_errors() {
+    let (outcome, _, _) = run_lesson("08-pod-kill-ungraceful.yaml").await;
+    let evidence = kill_evidence(&outcome, "kill-one-catalog");
+    // It exits the moment it gets SIGTERM, as a process killed by it.
+    assert!(evidence.contains("(SIGTERM, exited 143 after"), "{evidence}");
+    assert!(!passed(&outcome, "errorRate"), "the requests it had in flight are lost: {}", describe(&outcome));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lesson_14_the_game_day_passes_with_both_faults_observed() {
+    let (outcome, _, _) = run_lesson("14-game-day.yaml").await;
+    kill_evidence(&outcome, "kill-one-catalog");
+    let slow = outcome.faults.iter().find(|f| f.name == "slow-inventory").expect("the slow inventory");
+    assert_eq!(slow.observed, Some(true), "{slow:?}");
+    assert!(outcome.judgement.aborted_by.is_none(), "{}", describe(&outcome));
+    let recovery = outcome.judgement.recovery.as_ref().expect("recovery figures");
+    eprintln!("game day recovery: {recovery:?}");
 }

@@ -1,7 +1,8 @@
 //! `chaoslab lab [FILE]`: the one command a newcomer runs. It starts the lab app's topology on
-//! loopback (frontend → catalog → inventory, a proxy in front of inventory), runs a Drill or a
-//! CircuitBreakerTrial from the file (default: the tour, examples/lab/tour.yaml) with the same
-//! engine the operator uses, tells each milestone as it happens, and prints the report.
+//! loopback (frontend → catalog → inventory, each its pods behind a balancer, a proxy in front of
+//! inventory), runs a Drill (pod kills included) or a CircuitBreakerTrial from the file (default:
+//! the tour, examples/lab/tour.yaml) with the same engine the operator uses, tells each milestone
+//! as it happens, and prints the report.
 
 use std::{
     io::IsTerminal as _,
@@ -19,7 +20,10 @@ use super::{
 };
 use crate::{
     api::{CircuitBreakerTrial, Drill, load::LoadProfile},
-    local::{LocalWorld, lab::LabTopology},
+    local::{
+        LocalWorld,
+        lab::{LabOptions, LabTopology},
+    },
     report::{Record, Report},
     trial::{
         drive::{Milestone, World as _, conduct},
@@ -171,9 +175,10 @@ fn in_cluster(run: &Run, output: Summary, source: String, text: String) -> ExitC
 /// Starts the topology, conducts the run and builds its report; `None` on Ctrl-C.
 async fn lab(run: &Run, plan: &TrialPlan, seed: u64) -> anyhow::Result<Option<Report>> {
     let exe = std::env::current_exe().context("finding this binary to start the lab's services")?;
-    let topology = LabTopology::start(&exe, seed).await?;
+    let topology = LabTopology::start(&exe, &LabOptions { seed, ..LabOptions::default() }).await?;
     let services: Vec<String> = topology.targets().services.iter().map(|(n, u)| format!("{n} {u}")).collect();
-    eprintln!("lab: {}; a proxy in front of inventory", services.join(", "));
+    let pods = topology.targets().pods.describe();
+    eprintln!("lab: {}; a proxy in front of inventory; pods: {pods}", services.join(", "));
     let mut world = LocalWorld::new(topology.targets().clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let started = Instant::now();
     let total = Duration::from_secs(plan.timeline.load_seconds());

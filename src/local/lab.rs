@@ -1,79 +1,89 @@
-//! The lab app's topology as processes on loopback, for `chaoslab lab`: inventory, a
-//! `chaoslab proxy` in front of it (where faults go and calls are counted), catalog calling
-//! inventory through the proxy, and the frontend calling catalog. Each is this same binary run
-//! as a child process on an ephemeral port; the children are killed when the topology is
-//! dropped, so nothing outlives the command.
+//! The lab app's topology as processes on loopback, for `chaoslab lab` and the tests: inventory,
+//! a `chaoslab proxy` in front of it (where faults go and calls are counted), catalog calling
+//! inventory through the proxy, and the frontend calling catalog. Each Service is its pods
+//! (this same binary run as child processes on ephemeral ports) behind a balancer, as many as
+//! the chart runs, so pods can be killed as in a cluster; the children are killed when the
+//! topology is dropped, so nothing outlives the command.
 
-use std::{
-    collections::VecDeque,
-    net::SocketAddr,
-    path::Path,
-    process::Stdio,
-    sync::{Arc, Mutex, PoisonError},
-    time::Duration,
+use std::{collections::BTreeMap, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use super::{
+    LocalTargets,
+    pods::{LocalPods, PodTemplate, ReplicaSet},
+    process::Process,
 };
-
-use tokio::{
-    io::{AsyncBufReadExt, AsyncRead, BufReader},
-    process::{Child, Command},
-    sync::mpsc,
-};
-
-use super::LocalTargets;
 use crate::demo::topology::{CATALOG, FRONTEND, INVENTORY};
 
-/// How long a process may take to say where it listens.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
-/// The log lines kept per process, for an error message.
-const KEPT_LINES: usize = 40;
+/// The pods' grace period, as the chart sets it: the demo's shutdown delay (5s) and drain
+/// timeout (20s), and 10s to spare.
+const TERMINATION_GRACE: Duration = Duration::from_secs(35);
 
 /// Why the topology could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     #[error("cannot start `{exe} {role}`: {source}")]
     Spawn { exe: String, role: String, source: std::io::Error },
-    #[error("{name} did not say where it listens within {}s; its last output:\n{logs}", START_TIMEOUT.as_secs())]
+    #[error("{name} did not become ready within its start timeout; its last output:\n{logs}")]
     NotReady { name: String, logs: String },
 }
 
-/// One child process and the last lines it wrote.
-#[derive(Debug)]
-struct Process {
-    name: String,
-    child: Child,
-    logs: Arc<Mutex<VecDeque<String>>>,
+/// How to run the topology.
+#[derive(Clone, Debug, Default)]
+pub struct LabOptions {
+    /// The seed of the proxies' dice and of the pod kills' choices.
+    pub seed: u64,
+    /// A Service's flags in place of the chart's defaults (`demo.services.<name>.args`).
+    pub args: BTreeMap<String, Vec<String>>,
+    /// `demo.gracefulShutdown=false`: every pod exits at once on SIGTERM.
+    pub abrupt_shutdown: bool,
 }
 
 /// The running topology.
 #[derive(Debug)]
 pub struct LabTopology {
-    processes: Vec<Process>,
+    proxy: Process,
+    sets: Vec<Arc<ReplicaSet>>,
     targets: LocalTargets,
 }
 
 impl LabTopology {
-    /// Starts the four processes from `exe` (this binary) and waits until each listens.
-    pub async fn start(exe: &Path, seed: u64) -> Result<LabTopology, LabError> {
-        let mut lab = LabTopology { processes: Vec::new(), targets: LocalTargets { seed, ..LocalTargets::default() } };
-        let inventory = lab.demo(exe, "inventory", &[], INVENTORY).await?;
-        let route = format!("127.0.0.1:0={inventory}");
-        let ready = lab
-            .spawn(exe, "proxy", "proxy", &["--admin-addr", "127.0.0.1:0", "--route", &route], "proxy ready")
-            .await?;
+    /// Starts inventory, its proxy, catalog and the frontend from `exe` (this binary), with the
+    /// chart's replica counts and labels (`app: <name>`), and waits until each is Ready.
+    pub async fn start(exe: &Path, options: &LabOptions) -> Result<LabTopology, LabError> {
+        let set = |name: &str, replicas: usize, defaults: &[&str], upstream: Option<String>| {
+            let mut args: Vec<String> = upstream.into_iter().flat_map(|u| ["--upstream".to_owned(), u]).collect();
+            match options.args.get(name) {
+                Some(own) => args.extend(own.iter().cloned()),
+                None => args.extend(defaults.iter().map(|a| a.to_string())),
+            }
+            if options.abrupt_shutdown {
+                args.push("--graceful-shutdown=false".into());
+            }
+            let labels = BTreeMap::from([("app".to_owned(), name.to_owned())]);
+            let template =
+                PodTemplate { service: name.into(), labels, args, replicas, termination_grace: TERMINATION_GRACE };
+            ReplicaSet::start(exe.to_path_buf(), template)
+        };
+        let inventory = set("inventory", 2, INVENTORY, None).await?;
+        let route = format!("127.0.0.1:0={}", inventory.addr());
+        let (proxy, ready) =
+            Process::spawn(exe, "proxy", "proxy", &["--admin-addr", "127.0.0.1:0", "--route", &route], "proxy ready")
+                .await?;
         let proxied = addrs(ready.get("routes").and_then(|r| r.as_str()).unwrap_or_default());
         let admin = ready.get("admin").and_then(|a| a.as_str()).unwrap_or_default().to_owned();
         let Some(route) = proxied.first() else {
-            return Err(lab.not_ready("proxy"));
+            return Err(proxy.not_ready());
         };
-        let to_inventory = format!("inventory=http://{route}/");
-        let catalog = lab.demo(exe, "catalog", &["--upstream", &to_inventory], CATALOG).await?;
-        let to_catalog = format!("catalog=http://{catalog}/");
-        let frontend = lab.demo(exe, "frontend", &["--upstream", &to_catalog], FRONTEND).await?;
-        for (name, addr) in [("inventory", inventory), ("catalog", catalog), ("frontend", frontend)] {
-            lab.targets.services.insert(name.into(), format!("http://{addr}"));
+        let catalog = set("catalog", 2, CATALOG, Some(format!("inventory=http://{route}/"))).await?;
+        let frontend = set("frontend", 1, FRONTEND, Some(format!("catalog=http://{}/", catalog.addr()))).await?;
+        let sets = vec![inventory, catalog, frontend];
+        let mut targets = LocalTargets { seed: options.seed, ..LocalTargets::default() };
+        for set in &sets {
+            targets.services.insert(set.service().into(), format!("http://{}", set.addr()));
         }
-        lab.targets.proxies.insert("inventory".into(), admin);
-        Ok(lab)
+        targets.proxies.insert("inventory".into(), admin);
+        targets.pods = LocalPods::new(sets.clone());
+        Ok(LabTopology { proxy, sets, targets })
     }
 
     /// Where the plan's names are.
@@ -83,90 +93,18 @@ impl LabTopology {
 
     /// Every process's last lines, for a failure's message.
     pub fn logs(&self) -> String {
-        self.processes.iter().map(|p| format!("{}:\n{}", p.name, lines(&p.logs))).collect::<Vec<_>>().join("\n")
-    }
-
-    async fn demo(&mut self, exe: &Path, name: &str, wiring: &[&str], flags: &[&str]) -> Result<SocketAddr, LabError> {
-        let args = [&["--name", name, "--listen", "127.0.0.1:0"], wiring, flags].concat();
-        let ready = self.spawn(exe, name, "demo", &args, "serving").await?;
-        ready.get("addr").and_then(|a| a.as_str()).and_then(|a| a.parse().ok()).ok_or_else(|| self.not_ready(name))
-    }
-
-    /// Spawns `exe role args…` with JSON logs and waits for its `ready` message; returns it.
-    async fn spawn(
-        &mut self,
-        exe: &Path,
-        name: &str,
-        role: &str,
-        args: &[&str],
-        ready: &'static str,
-    ) -> Result<serde_json::Value, LabError> {
-        let mut child = Command::new(exe)
-            .arg(role)
-            .args(["--log-format", "json"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| LabError::Spawn { exe: exe.display().to_string(), role: role.into(), source })?;
-        let logs = Arc::new(Mutex::new(VecDeque::new()));
-        let (found, mut readiness) = mpsc::channel(1);
-        if let Some(out) = child.stdout.take() {
-            tokio::spawn(keep_lines(out, logs.clone(), Some((ready, found))));
-        }
-        if let Some(err) = child.stderr.take() {
-            tokio::spawn(keep_lines(err, logs.clone(), None));
-        }
-        self.processes.push(Process { name: name.into(), child, logs });
-        match tokio::time::timeout(START_TIMEOUT, readiness.recv()).await {
-            Ok(Some(line)) => Ok(line),
-            _ => Err(self.not_ready(name)),
-        }
-    }
-
-    fn not_ready(&self, name: &str) -> LabError {
-        let logs = self.processes.iter().find(|p| p.name == name).map(|p| lines(&p.logs)).unwrap_or_default();
-        LabError::NotReady { name: name.into(), logs }
+        let mut logs: Vec<String> = self.sets.iter().map(|s| s.logs()).collect();
+        logs.push(format!("proxy:\n{}", self.proxy.logs()));
+        logs.join("\n")
     }
 
     /// Stops every process (they are killed on drop too; this waits for them).
     pub async fn stop(mut self) {
-        for p in &mut self.processes {
-            let _ = p.child.start_kill();
-            let _ = p.child.wait().await;
+        for set in &self.sets {
+            set.stop().await;
         }
+        self.proxy.stop().await;
     }
-}
-
-/// Reads `stream` line by line to its end (so the child never blocks on a full pipe), keeping
-/// the last lines, and sends the first JSON line whose message is the awaited one.
-async fn keep_lines(
-    stream: impl AsyncRead + Unpin,
-    logs: Arc<Mutex<VecDeque<String>>>,
-    mut awaited: Option<(&'static str, mpsc::Sender<serde_json::Value>)>,
-) {
-    let mut reader = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = reader.next_line().await {
-        if let Some((message, found)) = &awaited
-            && let Ok(value) = serde_json::from_str::<serde_json::Value>(&line)
-            && value.get("message").and_then(|m| m.as_str()) == Some(*message)
-        {
-            let _ = found.send(value).await;
-            awaited = None;
-        }
-        let mut kept = logs.lock().unwrap_or_else(PoisonError::into_inner);
-        if kept.len() == KEPT_LINES {
-            kept.pop_front();
-        }
-        kept.push_back(line);
-    }
-}
-
-fn lines(logs: &Mutex<VecDeque<String>>) -> String {
-    let kept = logs.lock().unwrap_or_else(PoisonError::into_inner);
-    kept.iter().map(String::as_str).collect::<Vec<_>>().join("\n")
 }
 
 /// The socket addresses in a logged list (`[127.0.0.1:40123]`).

@@ -1,11 +1,15 @@
-//! The local environment of judged runs: load sent from this process, faults put into chaoslab
-//! proxies on loopback, Services known by their base URLs. The conductor of `trial::drive` runs
+//! The local environment of judged runs: load sent from this process, service faults put into
+//! chaoslab proxies on loopback, pod kills done on the lab's pods (`pods`), Services known by
+//! their base URLs. The conductor of `trial::drive` runs
 //! the same plan here as in a cluster, so a drill file is judged alike on a laptop.
 //!
 //! Time: the load starts on a whole Unix second, so second `s` of the load is the proxies'
 //! per-second slot `start + s`, and the calls a dependency received are read second by second.
 
 pub mod lab;
+mod podkill;
+pub mod pods;
+mod process;
 
 use std::{
     collections::BTreeMap,
@@ -21,6 +25,8 @@ use tokio::{
     time::{Instant, sleep_until},
 };
 use tokio_util::sync::CancellationToken;
+
+use self::{podkill::LocalPodKill, pods::LocalPods};
 
 use crate::{
     api::{figures::PhaseName, trial::FaultWindow},
@@ -42,7 +48,7 @@ use crate::{
 const START_LEAD: Duration = Duration::from_millis(300);
 
 /// Where a plan's names are on loopback.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct LocalTargets {
     /// The base URL of each Service by name (`http://127.0.0.1:8081`): where load with a
     /// `service` target is sent (its `port` is ignored: a local service has one address).
@@ -50,8 +56,11 @@ pub struct LocalTargets {
     /// The admin address (`127.0.0.1:9901`) of the proxy in front of each Service, by the
     /// Service's name: where its faults go and its calls are counted.
     pub proxies: BTreeMap<String, String>,
-    /// The seed of the proxies' dice, kept in the record so a run can be repeated.
+    /// The seed of the proxies' dice and of the pod kills' choices (unless a kill names its
+    /// own), kept in the record so a run can be repeated.
     pub seed: u64,
+    /// The Services' pods, where pod kills go; none when the Services are not the lab's.
+    pub pods: LocalPods,
 }
 
 /// What the load measured so far, shared with the task that folds the engine's seconds.
@@ -80,6 +89,8 @@ pub struct LocalWorld {
     running: Option<Running>,
     /// The engine's error, if it failed: the run's measurements are then incomplete.
     engine_error: Option<String>,
+    /// The pod kills injected, by fault name.
+    kills: BTreeMap<String, LocalPodKill>,
 }
 
 impl LocalWorld {
@@ -90,6 +101,7 @@ impl LocalWorld {
             collected: Arc::new(Mutex::new(Collected { recorder, seconds: Vec::new() })),
             running: None,
             engine_error: None,
+            kills: BTreeMap::new(),
         })
     }
 
@@ -129,10 +141,9 @@ impl LocalWorld {
                     ))
                 })
             }
-            FaultAction::PodKill(_) => Err(WorldError(format!(
-                "fault {}: a pod kill needs a cluster (there are no pods on loopback); run it with --kube",
-                fault.name()
-            ))),
+            FaultAction::PodKill(_) => {
+                Err(WorldError(format!("fault {}: a pod kill has no proxy to read", fault.name())))
+            }
         }
     }
 
@@ -178,6 +189,20 @@ impl World for LocalWorld {
     async fn prepare(&mut self, plan: &TrialPlan) -> Result<(), WorldError> {
         self.load_url(plan)?;
         for fault in &plan.faults {
+            if let FaultAction::PodKill(kill) = &fault.action {
+                if self.targets.pods.is_empty() {
+                    return Err(WorldError(format!(
+                        "fault {}: no pods run here, only Services at fixed addresses: a pod kill needs the lab's \
+                         topology (`chaoslab lab`) or a cluster (--kube)",
+                        fault.name()
+                    )));
+                }
+                self.targets
+                    .pods
+                    .matching(&kill.selector)
+                    .map_err(|e| WorldError(format!("fault {}: podKill.{e}", fault.name())))?;
+                continue;
+            }
             let admin = self.proxy_of(fault)?;
             let stats = admin_client::get_stats(admin).await;
             stats.map_err(|e| {
@@ -238,6 +263,14 @@ impl World for LocalWorld {
     }
 
     async fn inject(&mut self, fault: &PlannedFault, expires_at: Timestamp) -> Result<(), WorldError> {
+        if let FaultAction::PodKill(kill) = &fault.action {
+            let left = Duration::try_from(expires_at.duration_since(Timestamp::now())).unwrap_or_default();
+            let seed = kill.seed.map_or(self.targets.seed, i64::cast_unsigned);
+            let started = LocalPodKill::start(&self.targets.pods, kill, seed, left)
+                .map_err(|e| WorldError(format!("fault {}: {e}", fault.name())))?;
+            self.kills.insert(fault.name().to_owned(), started);
+            return Ok(());
+        }
         let admin = self.proxy_of(fault)?;
         let Some(injection) = fault.service() else {
             return Err(WorldError(format!("fault {}: not a service fault", fault.name())));
@@ -250,6 +283,13 @@ impl World for LocalWorld {
     }
 
     async fn revert(&mut self, fault: &PlannedFault) -> Result<(), WorldError> {
+        if let FaultAction::PodKill(_) = &fault.action {
+            // A kill cannot be undone; the rounds still due are not done.
+            if let Some(kill) = self.kills.get_mut(fault.name()) {
+                kill.stop();
+            }
+            return Ok(());
+        }
         let admin = self.proxy_of(fault)?;
         admin_client::clear_faults(admin)
             .await
@@ -296,6 +336,13 @@ impl World for LocalWorld {
     }
 
     async fn effect(&mut self, fault: &PlannedFault, window: &FaultWindow) -> Result<Effect, WorldError> {
+        if let FaultAction::PodKill(_) = &fault.action {
+            let (observed, evidence) = match self.kills.get(fault.name()) {
+                Some(kill) => kill.evidence(),
+                None => (false, "the pod kill never ran".to_owned()),
+            };
+            return Ok(Effect { fault: fault.name().to_owned(), observed, evidence });
+        }
         let stats = self.stats(fault).await?;
         let from = window.started_at.as_ref().map_or(i64::MAX, |t| t.0.as_second());
         let to = window.reverted_at.as_ref().map_or(i64::MAX, |t| t.0.as_second());

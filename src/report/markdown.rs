@@ -184,7 +184,10 @@ fn write_report(out: &mut String, r: &Report, charts: &[&str]) -> std::fmt::Resu
     writeln!(out)?;
     let rec = &r.record;
     writeln!(out, "- Environment: {}", rec.environment)?;
-    writeln!(out, "- Target: {}", rec.target)?;
+    // A summary built from a run's status (no stored report) knows no target: no empty line.
+    if !rec.target.is_empty() {
+        writeln!(out, "- Target: {}", rec.target)?;
+    }
     if !rec.load.is_empty() {
         writeln!(out, "- Load: {}", rec.load)?;
     }

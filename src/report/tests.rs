@@ -281,3 +281,14 @@ fn every_kind_s_report_json_is_valid_against_the_schema_and_reads_back() {
         assert!(!drill.contains(&format!("\"{field}\"")), "{field} in a Drill's report");
     }
 }
+
+#[test]
+fn a_record_without_a_target_or_load_prints_no_empty_lines() {
+    let mut report = fixture::drill();
+    report.record.target.clear();
+    report.record.load.clear();
+    let md = markdown::render(&report, &[]);
+    let record = &md[md.find("## Record").expect("a record section")..];
+    assert!(!record.contains("- Target:") && !record.contains("- Load:"), "{record}");
+    assert!(record.contains("- Environment: ") && record.contains("- Run started "), "{record}");
+}

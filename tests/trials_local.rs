@@ -258,8 +258,9 @@ faults:
     assert_eq!(stats["requests"], 0, "{stats}");
 }
 
-/// A curriculum lesson: its one resource, its `# expect:` verdict, and the catalog flags its
-/// header asks for (`demo.services.catalog.args=[...]` in its `helm upgrade` line), if any.
+/// A curriculum lesson: its one resource, its `# expect:` verdict, and the set-up its header asks
+/// for on loopback (`# On loopback: chaoslab lab FILE --service-args 'catalog=[...]'
+/// --graceful-shutdown=false`), if any.
 struct Lesson {
     doc: serde_json::Value,
     expect: Verdict,
@@ -277,13 +278,30 @@ fn lesson(file: &str) -> Lesson {
         "Fail" => Verdict::Fail,
         other => panic!("{file}: expect {other}"),
     };
-    let catalog = text.lines().find_map(|l| l.split_once("demo.services.catalog.args=")).map(|(_, args)| {
+    // The cluster's set-up (the helm line) and the laptop's (`chaoslab lab` with the same flags)
+    // must say the same: the lab runs from the latter, checked against the former.
+    let helm_args = text.lines().find_map(|l| l.split_once("demo.services.catalog.args=")).map(|(_, args)| {
         serde_json::from_str::<Vec<String>>(args.trim().trim_end_matches('\''))
-            .unwrap_or_else(|e| panic!("{file}: the catalog args in its header are not a JSON list: {e}"))
+            .unwrap_or_else(|e| panic!("{file}: the catalog args of its helm line are not a JSON list: {e}"))
     });
+    let helm_abrupt = text.contains("--set demo.gracefulShutdown=false");
+    let lab_line = text.lines().find_map(|l| l.strip_prefix("# On loopback: chaoslab lab "));
+    let (mut catalog, mut abrupt_shutdown) = (None, false);
+    if let Some(line) = lab_line {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words.first(), Some(&format!("examples/drills/{file}").as_str()), "{file}: {line}");
+        for pair in words.windows(2) {
+            if pair[0] == "--service-args" {
+                let list = pair[1].trim_matches('\'').strip_prefix("catalog=").expect("catalog's args");
+                catalog = Some(serde_json::from_str::<Vec<String>>(list).expect("a JSON list"));
+            }
+        }
+        abrupt_shutdown = words.contains(&"--graceful-shutdown=false");
+    }
+    assert_eq!(catalog, helm_args, "{file}: the `# On loopback:` line and the helm line give catalog the same flags");
+    assert_eq!(abrupt_shutdown, helm_abrupt, "{file}: both lines agree on the graceful shutdown");
     let mut docs = yaml_documents(&path);
     assert_eq!(docs.len(), 1, "{file}");
-    let abrupt_shutdown = text.contains("--set demo.gracefulShutdown=false");
     Lesson { doc: docs.remove(0), expect, catalog, abrupt_shutdown }
 }
 

@@ -55,6 +55,29 @@ pub struct LabArgs {
     /// as `chaoslab run --wait --replace` starts it, and its stored report is printed.
     #[arg(long, conflicts_with = "out")]
     pub kube: bool,
+    /// A Service's `chaoslab demo` flags in place of the chart's defaults, as NAME=JSON list:
+    /// the list the chart takes as `demo.services.NAME.args` (a lesson's header gives both).
+    /// Repeatable; NAME is frontend, catalog or inventory.
+    #[arg(long = "service-args", value_name = "NAME=[...]", value_parser = service_args, conflicts_with = "kube")]
+    pub service_args: Vec<(String, Vec<String>)>,
+    /// false: every pod exits at once on SIGTERM, dropping what it has in flight (the chart's
+    /// `demo.gracefulShutdown`).
+    #[arg(long, num_args = 0..=1, default_value_t = true, default_missing_value = "true",
+          action = clap::ArgAction::Set, conflicts_with = "kube")]
+    pub graceful_shutdown: bool,
+}
+
+/// `NAME=["--flag","value",...]` of `--service-args`.
+fn service_args(text: &str) -> Result<(String, Vec<String>), String> {
+    const SERVICES: [&str; 3] = ["frontend", "catalog", "inventory"];
+    let (name, list) =
+        text.split_once('=').ok_or_else(|| format!("{text:?}: write NAME=[\"--flag\",\"value\",...]"))?;
+    if !SERVICES.contains(&name) {
+        return Err(format!("unknown service {name:?}; allowed: {}", SERVICES.join(", ")));
+    }
+    let args = serde_json::from_str(list)
+        .map_err(|e| format!("{name}: the flags must be a JSON list of strings, as in the chart's values: {e}"))?;
+    Ok((name.to_owned(), args))
 }
 
 /// The run a file asks for.
@@ -135,7 +158,12 @@ pub fn main(args: LabArgs) -> anyhow::Result<ExitCode> {
     }
     crate::load::engine::raise_open_file_limit();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let report = runtime.block_on(lab(&run, &plan, args.seed))?;
+    let options = LabOptions {
+        seed: args.seed,
+        args: args.service_args.iter().cloned().collect(),
+        abrupt_shutdown: !args.graceful_shutdown,
+    };
+    let report = runtime.block_on(lab(&run, &plan, &options))?;
     runtime.shutdown_timeout(Duration::from_secs(1));
     let Some(report) = report else {
         eprintln!("interrupted: the lab's processes are stopped, nothing is left running");
@@ -173,9 +201,9 @@ fn in_cluster(run: &Run, output: Summary, source: String, text: String) -> ExitC
 }
 
 /// Starts the topology, conducts the run and builds its report; `None` on Ctrl-C.
-async fn lab(run: &Run, plan: &TrialPlan, seed: u64) -> anyhow::Result<Option<Report>> {
+async fn lab(run: &Run, plan: &TrialPlan, options: &LabOptions) -> anyhow::Result<Option<Report>> {
     let exe = std::env::current_exe().context("finding this binary to start the lab's services")?;
-    let topology = LabTopology::start(&exe, &LabOptions { seed, ..LabOptions::default() }).await?;
+    let topology = LabTopology::start(&exe, options).await?;
     let services: Vec<String> = topology.targets().services.iter().map(|(n, u)| format!("{n} {u}")).collect();
     let pods = topology.targets().pods.describe();
     eprintln!("lab: {}; a proxy in front of inventory; pods: {pods}", services.join(", "));
@@ -209,7 +237,7 @@ async fn lab(run: &Run, plan: &TrialPlan, seed: u64) -> anyhow::Result<Option<Re
         }
         (None, None) => String::new(),
     };
-    let record = Record::of_load("local", run.load(), target, Some(seed));
+    let record = Record::of_load("local", run.load(), target, Some(options.seed));
     let report = Report::of_trial(run.kind(), &run.name(), &outcome, &measured, record);
     if std::io::stderr().is_terminal() {
         eprintln!();
@@ -229,4 +257,20 @@ fn milestone(m: &Milestone) -> String {
 
 fn seconds(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::service_args;
+
+    #[test]
+    fn service_args_take_a_known_service_and_a_json_list_of_flags() {
+        let (name, args) = service_args(r#"catalog=["--latency","100ms"]"#).expect("valid");
+        assert_eq!((name.as_str(), args), ("catalog", vec!["--latency".to_owned(), "100ms".to_owned()]));
+        let unknown = service_args("checkout=[]").expect_err("unknown");
+        assert!(unknown.contains("\"checkout\"") && unknown.contains("frontend, catalog, inventory"), "{unknown}");
+        let not_a_list = service_args("catalog=--latency 100ms").expect_err("not JSON");
+        assert!(not_a_list.starts_with("catalog: the flags must be a JSON list"), "{not_a_list}");
+        assert!(service_args("catalog").expect_err("no =").contains("NAME=["));
+    }
 }

@@ -19,6 +19,7 @@ use kube::{
     runtime::{
         controller::Action,
         events::{Event, EventType, Recorder, Reporter},
+        finalizer::{Event as FinalizerEvent, finalizer},
     },
 };
 use serde::Serialize;
@@ -120,6 +121,34 @@ pub fn error_policy<K: Experiment>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) 
     // error_policy is synchronous; the Event is written in the background.
     tokio::spawn(async move { publish(&ctx, obj.as_ref(), &[note]).await });
     Action::requeue(std::time::Duration::from_secs(5))
+}
+
+/// Every kind's reconcile around its own work: the metrics timer, the namespace and its Api, and
+/// the finalizer, which runs `apply` while the object lives and `cleanup` once it is deleted
+/// (the finalizer is removed when `cleanup` succeeds).
+pub async fn reconcile_with_finalizer<K, A, C>(
+    obj: Arc<K>,
+    ctx: &Context,
+    apply: A,
+    cleanup: C,
+) -> Result<Action, Error>
+where
+    K: Experiment,
+    A: AsyncFnOnce(Arc<K>, &Api<K>, &str) -> Result<Action, Error>,
+    C: AsyncFnOnce(Arc<K>, &Api<K>, &str) -> Result<Action, Error>,
+{
+    let _timer = ctx.metrics.reconcile_started(K::KIND);
+    let ns = namespace_of(obj.as_ref())?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let (on_api, in_ns) = (&api, ns.as_str());
+    finalizer(&api, FINALIZER, obj, |event| async move {
+        match event {
+            FinalizerEvent::Apply(obj) => apply(obj, on_api, in_ns).await,
+            FinalizerEvent::Cleanup(obj) => cleanup(obj, on_api, in_ns).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
 pub fn namespace_of<K: Experiment>(obj: &K) -> Result<String, Error> {

@@ -8,11 +8,11 @@ use kube::{
     Api, Resource, ResourceExt,
     api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PostParams, Preconditions},
     core::Selector,
-    runtime::{controller::Action, finalizer, finalizer::Event as FinalizerEvent},
+    runtime::controller::Action,
 };
 
 use super::{
-    Context, Error, FINALIZER, abort_requested, conditions, namespace_labels, namespace_of, publish, report,
+    Context, Error, abort_requested, conditions, namespace_labels, publish, reconcile_with_finalizer, report,
     write_status,
 };
 use crate::{
@@ -29,17 +29,13 @@ use crate::{
 };
 
 pub async fn reconcile(pk: Arc<PodKill>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile_started("PodKill");
-    let ns = namespace_of(pk.as_ref())?;
-    let api: Api<PodKill> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, FINALIZER, pk, |event| async {
-        match event {
-            FinalizerEvent::Apply(pk) => apply(&pk, &ctx, &api, &ns).await,
-            FinalizerEvent::Cleanup(pk) => cleanup(&pk, &ctx, &api).await,
-        }
-    })
+    reconcile_with_finalizer(
+        pk,
+        &ctx,
+        async |pk: Arc<PodKill>, api: &Api<PodKill>, ns: &str| apply(&pk, &ctx, api, ns).await,
+        async |pk: Arc<PodKill>, api: &Api<PodKill>, _ns: &str| cleanup(&pk, &ctx, api).await,
+    )
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
 /// Checks the API server's schema cannot express. Pure, so it is unit-tested.

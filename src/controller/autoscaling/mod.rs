@@ -12,15 +12,11 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::Time,
     jiff::Timestamp,
 };
-use kube::{
-    Api, Resource, ResourceExt,
-    api::ListParams,
-    runtime::{controller::Action, finalizer, finalizer::Event as FinalizerEvent},
-};
+use kube::{Api, Resource, ResourceExt, api::ListParams, runtime::controller::Action};
 use tokio::time::{Instant, sleep};
 
 use super::{
-    Context, Error, FINALIZER, abort_requested, conditions, namespace_labels, namespace_of, publish, report,
+    Context, Error, abort_requested, conditions, namespace_labels, publish, reconcile_with_finalizer, report,
     trial::{
         JudgedRun, RECHECK, build::end, children, cleanup, conclude, finish, interrupted, load::ChildLoad,
         write_own_status,
@@ -56,17 +52,15 @@ const MAX_FAILED_READS: u32 = 30;
 const DEFAULT_OBSERVE_SCALE_DOWN: Duration = Duration::from_secs(360);
 
 pub async fn reconcile(check: Arc<AutoscalingCheck>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile_started("AutoscalingCheck");
-    let ns = namespace_of(check.as_ref())?;
-    let api: Api<AutoscalingCheck> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, FINALIZER, check, |event| async {
-        match event {
-            FinalizerEvent::Apply(check) => apply(&check, &ctx, &api, &ns).await,
-            FinalizerEvent::Cleanup(check) => cleanup(check.as_ref(), &ctx).await,
-        }
-    })
+    reconcile_with_finalizer(
+        check,
+        &ctx,
+        async |check: Arc<AutoscalingCheck>, api: &Api<AutoscalingCheck>, ns: &str| apply(&check, &ctx, api, ns).await,
+        async |check: Arc<AutoscalingCheck>, _api: &Api<AutoscalingCheck>, _ns: &str| {
+            cleanup(check.as_ref(), &ctx).await
+        },
+    )
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
 /// What the check found before it started.

@@ -19,16 +19,12 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::Time,
     jiff::{SignedDuration, Timestamp},
 };
-use kube::{
-    Api, Resource, ResourceExt,
-    api::ListParams,
-    runtime::{controller::Action, finalizer, finalizer::Event as FinalizerEvent},
-};
+use kube::{Api, Resource, ResourceExt, api::ListParams, runtime::controller::Action};
 
 use self::build::{Ending, REPORT_GRACE, START_TIMEOUT};
 use super::{
-    Context, Error, FINALIZER, abort_requested, conditions, create_if_absent, delete_if_present, elapsed,
-    namespace_labels, namespace_of, publish, report, write_status,
+    Context, Error, abort_requested, conditions, create_if_absent, delete_if_present, elapsed, namespace_labels,
+    publish, reconcile_with_finalizer, report, write_status,
 };
 use crate::{
     api::{LoadTest, Phase, Verdict, load::LoadTestStatus, load::RunnerRecord},
@@ -48,17 +44,13 @@ const POLL: Duration = Duration::from_secs(2);
 const START_MARGIN: Duration = Duration::from_secs(3);
 
 pub async fn reconcile(lt: Arc<LoadTest>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile_started("LoadTest");
-    let ns = namespace_of(lt.as_ref())?;
-    let api: Api<LoadTest> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, FINALIZER, lt, |event| async {
-        match event {
-            FinalizerEvent::Apply(lt) => apply(&lt, &ctx, &api, &ns).await,
-            FinalizerEvent::Cleanup(lt) => cleanup(&lt, &ctx, &ns).await,
-        }
-    })
+    reconcile_with_finalizer(
+        lt,
+        &ctx,
+        async |lt: Arc<LoadTest>, api: &Api<LoadTest>, ns: &str| apply(&lt, &ctx, api, ns).await,
+        async |lt: Arc<LoadTest>, _api: &Api<LoadTest>, ns: &str| cleanup(&lt, &ctx, ns).await,
+    )
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
 /// A deleted LoadTest stops its runners at once (the Job goes, its pods get SIGTERM and write a

@@ -27,13 +27,13 @@ use k8s_openapi::{
 use kube::{
     Api, Resource, ResourceExt,
     api::{ListParams, Patch, PatchParams},
-    runtime::{controller::Action, finalizer, finalizer::Event as FinalizerEvent},
+    runtime::controller::Action,
 };
 
 use self::build::{Claim, READY_BUDGET};
 use super::{
-    Context, Error, FINALIZER, MANAGER, abort_requested, conditions, create_if_absent, delete_if_present, elapsed,
-    namespace_labels, namespace_of, publish, report, write_status,
+    Context, Error, MANAGER, abort_requested, conditions, create_if_absent, delete_if_present, elapsed,
+    namespace_labels, publish, reconcile_with_finalizer, report, write_status,
 };
 use crate::{
     api::{
@@ -60,17 +60,13 @@ pub const CLEANED: &str = "Cleaned";
 pub const DRY_RUN: &str = "DryRun";
 
 pub async fn reconcile(sf: Arc<ServiceFault>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile_started("ServiceFault");
-    let ns = namespace_of(sf.as_ref())?;
-    let api: Api<ServiceFault> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, FINALIZER, sf, |event| async {
-        match event {
-            FinalizerEvent::Apply(sf) => apply(&sf, &ctx, &api, &ns).await,
-            FinalizerEvent::Cleanup(sf) => cleanup(&sf, &ctx, &ns).await,
-        }
-    })
+    reconcile_with_finalizer(
+        sf,
+        &ctx,
+        async |sf: Arc<ServiceFault>, api: &Api<ServiceFault>, ns: &str| apply(&sf, &ctx, api, ns).await,
+        async |sf: Arc<ServiceFault>, _api: &Api<ServiceFault>, ns: &str| cleanup(&sf, &ctx, ns).await,
+    )
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
 /// A deleted ServiceFault gives the Service back and removes the proxy, whatever its phase. A

@@ -6,10 +6,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
-use kube::{
-    Api, ResourceExt,
-    runtime::{controller::Action, finalizer, finalizer::Event as FinalizerEvent},
-};
+use kube::{Api, ResourceExt, runtime::controller::Action};
 use tokio::sync::mpsc;
 
 use super::{
@@ -19,7 +16,7 @@ use super::{
 use crate::{
     api::{Phase, Verdict, figures::PhaseName, trial::FaultWindow},
     controller::{
-        Context, Error, FINALIZER, abort_requested, conditions, namespace_labels, namespace_of, publish, report,
+        Context, Error, abort_requested, conditions, namespace_labels, publish, reconcile_with_finalizer, report,
         write_status,
     },
     domain::Note,
@@ -32,17 +29,13 @@ use crate::{
 };
 
 pub async fn reconcile<K: ConductedRun>(drill: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile_started(K::KIND);
-    let ns = namespace_of(drill.as_ref())?;
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, FINALIZER, drill, |event| async {
-        match event {
-            FinalizerEvent::Apply(drill) => apply(drill.as_ref(), &ctx, &api, &ns).await,
-            FinalizerEvent::Cleanup(drill) => cleanup(drill.as_ref(), &ctx).await,
-        }
-    })
+    reconcile_with_finalizer(
+        drill,
+        &ctx,
+        async |drill: Arc<K>, api: &Api<K>, ns: &str| apply(drill.as_ref(), &ctx, api, ns).await,
+        async |drill: Arc<K>, _api: &Api<K>, _ns: &str| cleanup(drill.as_ref(), &ctx).await,
+    )
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
 async fn apply<K: ConductedRun>(drill: &K, ctx: &Arc<Context>, api: &Api<K>, ns: &str) -> Result<Action, Error> {

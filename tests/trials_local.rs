@@ -418,3 +418,33 @@ async fn lesson_14_the_game_day_passes_with_both_faults_observed() {
     let recovery = outcome.judgement.recovery.as_ref().expect("recovery figures");
     eprintln!("game day recovery: {recovery:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evictions_respect_the_budget_and_a_zero_grace_period_is_sigkill() {
+    let _turn = TOPOLOGIES.acquire().await.expect("the semaphore is never closed");
+    let lab = Lab::start(CATALOG).await;
+    // Both catalog pods in one round: the first eviction leaves its replacement starting, so the
+    // budget of one unavailable pod refuses the second. inventory's pods get no grace period.
+    let spec: DrillSpec = serde_saphyr::from_str(
+        r#"
+load: {target: {service: {name: catalog}}, model: open, rate: 10, timeout: 5s}
+phases: {baseline: 2s, inject: 4s}
+faults:
+  - {name: evict-all, startAfter: 1s, podKill: {selector: {matchLabels: {app: catalog}}, mode: all, method: evict}}
+  - {name: crash-one, startAfter: 1s, podKill: {selector: {matchLabels: {app: inventory}}, gracePeriod: 0s}}
+expectations: ['p99 < 5s']
+"#,
+    )
+    .expect("a drill spec");
+    let (outcome, _) = run(&TrialPlan::drill(&spec).expect("a plan"), &lab).await;
+    eprintln!("{}", describe(&outcome));
+    let evictions = kill_evidence(&outcome, "evict-all");
+    assert!(evictions.starts_with("1 pod(s) killed"), "{evictions}");
+    assert!(
+        evictions.contains("not killed: evicting") && evictions.contains("catalog-3 is not Ready yet"),
+        "{evictions}"
+    );
+    let crash = kill_evidence(&outcome, "crash-one");
+    assert!(crash.contains("(SIGKILL, exited 137 after"), "{crash}");
+    assert!(crash.contains("replaced by inventory-3, Ready after"), "{crash}");
+}

@@ -134,7 +134,8 @@ impl ReplicaSet {
             balancer: tokio::spawn(balance(listener, me.clone())),
         });
         for _ in 0..set.template.replicas {
-            let pod = set.create().await?;
+            let name = set.next_name(&mut set.state());
+            let pod = set.create(name).await?;
             set.state().pods.push(pod);
         }
         Ok(set)
@@ -153,13 +154,14 @@ impl ReplicaSet {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts the next pod and waits until it is Ready.
-    async fn create(&self) -> Result<Pod, LabError> {
-        let name = {
-            let mut state = self.state();
-            state.created += 1;
-            format!("{}-{}", self.template.service, state.created)
-        };
+    /// The next pod's name, in creation order.
+    fn next_name(&self, state: &mut State) -> String {
+        state.created += 1;
+        format!("{}-{}", self.template.service, state.created)
+    }
+
+    /// Starts pod `name` and waits until it is Ready.
+    async fn create(&self, name: String) -> Result<Pod, LabError> {
         let mut args = vec!["--name", &self.template.service, "--listen", "127.0.0.1:0"];
         args.extend(self.template.args.iter().map(String::as_str));
         let (process, ready) = Process::spawn(&self.exe, &name, "demo", &args, "serving").await?;
@@ -236,12 +238,13 @@ impl ReplicaSet {
                 kill.exited_after = Some(at.elapsed());
             }
         });
+        // Unavailable from now until Ready: a second eviction in the same round is refused.
+        let name = self.next_name(&mut state);
+        state.starting.push(name.clone());
         let me = Arc::downgrade(self);
         let replacing = tokio::spawn(async move {
             let Some(set) = me.upgrade() else { return };
-            let name = format!("{}-{}", set.template.service, set.state().created + 1);
-            set.state().starting.push(name.clone());
-            let created = set.create().await;
+            let created = set.create(name.clone()).await;
             let mut state = set.state();
             state.starting.retain(|n| *n != name);
             let kill = &mut state.kills[record];

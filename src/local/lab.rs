@@ -23,6 +23,8 @@ const TERMINATION_GRACE: Duration = Duration::from_secs(35);
 pub enum LabError {
     #[error("cannot start `{exe} {role}`: {source}")]
     Spawn { exe: String, role: String, source: std::io::Error },
+    #[error("cannot listen on loopback for the {service} Service's balancer: {source}")]
+    Balancer { service: String, source: std::io::Error },
     #[error("{name} did not become ready within its start timeout; its last output:\n{logs}")]
     NotReady { name: String, logs: String },
 }

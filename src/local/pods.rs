@@ -32,6 +32,8 @@ use crate::proxy::admin_client;
 /// How long a replacement may take to answer `/readyz` once it listens.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const READY_POLL: Duration = Duration::from_millis(50);
+/// The pause after a failed accept.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// How long a deleted pod's address still gets new connections: kube-proxy applies endpoint
 /// changes at most once per `--iptables-min-sync-period`, 1s by default.
 pub const ENDPOINT_PROPAGATION: Duration = Duration::from_secs(1);
@@ -78,12 +80,11 @@ pub enum KillRefused {
     Budget { pod: String, service: String, unavailable: String },
 }
 
-/// A running pod.
+/// A running pod (a pod joins the set only once it is Ready).
 #[derive(Debug)]
 struct Pod {
     name: String,
     addr: SocketAddr,
-    ready: bool,
     process: Process,
 }
 
@@ -116,16 +117,9 @@ pub struct ReplicaSet {
 impl ReplicaSet {
     /// Starts the balancer and `template.replicas` pods, and waits until each is Ready.
     pub async fn start(exe: PathBuf, template: PodTemplate) -> Result<Arc<ReplicaSet>, LabError> {
-        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|source| LabError::Spawn {
-            exe: "balancer".into(),
-            role: template.service.clone(),
-            source,
-        })?;
-        let addr = listener.local_addr().map_err(|source| LabError::Spawn {
-            exe: "balancer".into(),
-            role: template.service.clone(),
-            source,
-        })?;
+        let listen = |source| LabError::Balancer { service: template.service.clone(), source };
+        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(listen)?;
+        let addr = listener.local_addr().map_err(listen)?;
         let set = Arc::new_cyclic(|me: &Weak<ReplicaSet>| ReplicaSet {
             exe,
             template,
@@ -174,7 +168,7 @@ impl ReplicaSet {
             }
             tokio::time::sleep(READY_POLL).await;
         }
-        Ok(Pod { name, addr, ready: true, process })
+        Ok(Pod { name, addr, process })
     }
 
     /// The running pods' names (a deleted pod is not running, even while it drains).
@@ -273,18 +267,13 @@ impl ReplicaSet {
         let mut state = self.state();
         let now = Instant::now();
         state.leaving.retain(|(_, until)| *until > now);
-        let ready: Vec<SocketAddr> = state
-            .pods
-            .iter()
-            .filter(|p| p.ready)
-            .map(|p| p.addr)
-            .chain(state.leaving.iter().map(|(addr, _)| *addr))
-            .collect();
-        if ready.is_empty() {
+        let endpoints: Vec<SocketAddr> =
+            state.pods.iter().map(|p| p.addr).chain(state.leaving.iter().map(|(addr, _)| *addr)).collect();
+        if endpoints.is_empty() {
             return None;
         }
         state.turn = state.turn.wrapping_add(1);
-        Some(ready[state.turn % ready.len()])
+        Some(endpoints[state.turn % endpoints.len()])
     }
 
     /// The last lines of each running pod.
@@ -323,7 +312,11 @@ impl Drop for ReplicaSet {
 /// closed at once, as a Service without endpoints refuses it.
 async fn balance(listener: TcpListener, set: Weak<ReplicaSet>) {
     loop {
-        let Ok((mut client, _)) = listener.accept().await else { continue };
+        let Ok((mut client, _)) = listener.accept().await else {
+            // Out of file descriptors, most likely: wait instead of spinning on the error.
+            tokio::time::sleep(ACCEPT_BACKOFF).await;
+            continue;
+        };
         let Some(endpoint) = set.upgrade().and_then(|s| s.next_endpoint()) else { continue };
         tokio::spawn(async move {
             if let Ok(mut pod) = TcpStream::connect(endpoint).await {

@@ -284,6 +284,13 @@ impl Plan {
         level_at(&self.stages, f64::from(self.start), t)
     }
 
+    /// The rate this plan asks for over the seconds `[from, to)` of the load (its level at their
+    /// middle), what the figures' achieved rate is measured against; `None` for the closed
+    /// model, whose level is VUs.
+    pub fn target_rate(&self, model: LoadModel, from: u64, to: u64) -> Option<f64> {
+        (model == LoadModel::Open).then(|| self.level_at(Duration::from_secs_f64((from + to) as f64 / 2.0)))
+    }
+
     pub fn steps(&self) -> Vec<Step> {
         steps(&self.stages, self.start)
     }

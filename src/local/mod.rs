@@ -7,34 +7,20 @@
 //! per-second slot `start + s`, and the calls a dependency received are read second by second.
 
 pub mod lab;
+mod load;
 mod podkill;
 pub mod pods;
 mod process;
 
-use std::{
-    collections::BTreeMap,
-    ops::Range,
-    sync::{Arc, Mutex, PoisonError},
-    time::Duration,
-};
+use std::{collections::BTreeMap, ops::Range, time::Duration};
 
 use k8s_openapi::jiff::Timestamp;
-use tokio::{
-    sync::mpsc,
-    task::JoinHandle,
-    time::{Instant, sleep_until},
-};
-use tokio_util::sync::CancellationToken;
 
-use self::{podkill::LocalPodKill, pods::LocalPods};
+use self::{load::LocalLoad, podkill::LocalPodKill, pods::LocalPods};
 
 use crate::{
-    api::{figures::PhaseName, trial::FaultWindow},
-    load::{
-        Figures, Recorder, RunnerShare,
-        engine::{self, EngineConfig, EngineError, RunOutcome, Tick},
-        service_url,
-    },
+    api::{figures::PhaseName, load::LoadProfile, trial::FaultWindow},
+    load::{Figures, service_url},
     proxy::{FaultSet, StatsReport, admin_client},
     trial::{
         drive::{World, WorldError},
@@ -42,10 +28,6 @@ use crate::{
         plan::{FaultAction, PlannedFault, TrialPlan},
     },
 };
-
-/// The least time between deciding to start and the first second of load: the engine's tasks
-/// are spawned and the conductor is back on its clock before the first request is due.
-const START_LEAD: Duration = Duration::from_millis(300);
 
 /// Where a plan's names are on loopback.
 #[derive(Clone, Debug, Default)]
@@ -63,46 +45,41 @@ pub struct LocalTargets {
     pub pods: LocalPods,
 }
 
-/// What the load measured so far, shared with the task that folds the engine's seconds.
-#[derive(Debug)]
-struct Collected {
-    recorder: Recorder,
-    /// Each sealed second's figures (index = second of the load).
-    seconds: Vec<Option<Figures>>,
-}
+impl LocalTargets {
+    /// The URL `load` goes to: its `url`, or the base URL of its Service here.
+    pub fn load_url(&self, load: &LoadProfile) -> Result<String, WorldError> {
+        let target = &load.target;
 
-/// The load that is running: the engine and the task folding its seconds.
-#[derive(Debug)]
-struct Running {
-    engine: JoinHandle<Result<RunOutcome, EngineError>>,
-    collector: JoinHandle<()>,
-    stop: CancellationToken,
-    /// When the plan's load ends by itself.
-    ends: Instant,
+        match (&target.url, &target.service) {
+            (Some(url), _) => Ok(url.clone()),
+            (None, Some(service)) => {
+                let base = self.services.get(&service.name).ok_or_else(|| {
+                    WorldError(format!(
+                        "load.target.service {:?} is not running here: no base URL for it (local services: {})",
+                        service.name,
+                        names(&self.services)
+                    ))
+                })?;
+                Ok(service_url(base, service.path.as_deref()))
+            }
+            (None, None) => Err(WorldError("load.target names neither a url nor a service".into())),
+        }
+    }
+
 }
 
 /// Judged runs against processes on loopback.
 #[derive(Debug)]
 pub struct LocalWorld {
     targets: LocalTargets,
-    collected: Arc<Mutex<Collected>>,
-    running: Option<Running>,
-    /// The engine's error, if it failed: the run's measurements are then incomplete.
-    engine_error: Option<String>,
+    load: LocalLoad,
     /// The pod kills injected, by fault name.
     kills: BTreeMap<String, LocalPodKill>,
 }
 
 impl LocalWorld {
     pub fn new(targets: LocalTargets) -> Result<LocalWorld, WorldError> {
-        let recorder = Recorder::new().map_err(|e| WorldError(format!("cannot record: {e}")))?;
-        Ok(LocalWorld {
-            targets,
-            collected: Arc::new(Mutex::new(Collected { recorder, seconds: Vec::new() })),
-            running: None,
-            engine_error: None,
-            kills: BTreeMap::new(),
-        })
+        Ok(LocalWorld { targets, load: LocalLoad::new()?, kills: BTreeMap::new() })
     }
 
     pub fn targets(&self) -> &LocalTargets {
@@ -111,21 +88,7 @@ impl LocalWorld {
 
     /// The URL the plan's load goes to.
     fn load_url(&self, plan: &TrialPlan) -> Result<String, WorldError> {
-        let target = &plan.load.target;
-        match (&target.url, &target.service) {
-            (Some(url), _) => Ok(url.clone()),
-            (None, Some(service)) => {
-                let base = self.targets.services.get(&service.name).ok_or_else(|| {
-                    WorldError(format!(
-                        "load.target.service {:?} is not running here: no base URL for it (local services: {})",
-                        service.name,
-                        names(&self.targets.services)
-                    ))
-                })?;
-                Ok(service_url(base, service.path.as_deref()))
-            }
-            (None, None) => Err(WorldError("load.target names neither a url nor a service".into())),
-        }
+        self.targets.load_url(&plan.load)
     }
 
     /// The admin address of the proxy that carries `fault`.
@@ -153,36 +116,10 @@ impl LocalWorld {
             .await
             .map_err(|e| WorldError(format!("fault {}: cannot read the proxy's stats: {e}", fault.name())))
     }
-
-    fn collected(&self) -> std::sync::MutexGuard<'_, Collected> {
-        // A panic while folding leaves plain values behind; they are still the best we have.
-        self.collected.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 fn names(map: &BTreeMap<String, String>) -> String {
     if map.is_empty() { "none".to_owned() } else { map.keys().cloned().collect::<Vec<_>>().join(", ") }
-}
-
-/// The rate the open model asks for at the middle of `[from, to)` seconds; `None` for the
-/// closed model.
-/// Folds the engine's sealed seconds into `collected` until the engine stops sending.
-async fn collect(plan: TrialPlan, mut ticks: mpsc::Receiver<Tick>, collected: Arc<Mutex<Collected>>) {
-    while let Some(tick) = ticks.recv().await {
-        let mut collected = collected.lock().unwrap_or_else(PoisonError::into_inner);
-        for (second, bucket) in &tick.sealed {
-            if let Err(error) = collected.recorder.add_second(*second, bucket) {
-                tracing::warn!(second, %error, "a sealed second could not be recorded");
-                continue;
-            }
-            let figures = bucket.figures(1.0, plan.target_rate(*second, second + 1)).figures;
-            let index = usize::try_from(*second).unwrap_or(usize::MAX);
-            if index >= collected.seconds.len() {
-                collected.seconds.resize(index + 1, None);
-            }
-            collected.seconds[index] = Some(figures);
-        }
-    }
 }
 
 impl World for LocalWorld {
@@ -214,51 +151,11 @@ impl World for LocalWorld {
 
     async fn start_load(&mut self, plan: &TrialPlan) -> Result<Timestamp, WorldError> {
         let url = self.load_url(plan)?;
-        // A world serves one run at a time: what an earlier run measured is not this one's.
-        let recorder = Recorder::new().map_err(|e| WorldError(format!("cannot record: {e}")))?;
-        *self.collected() = Collected { recorder, seconds: Vec::new() };
-        self.engine_error = None;
-        // The next whole Unix second at least START_LEAD away.
-        let now = Timestamp::now();
-        let mut first = now.as_second() + 1;
-        let until = |second: i64| {
-            Timestamp::from_second(second)
-                .ok()
-                .and_then(|t| Duration::try_from(t.duration_since(now)).ok())
-                .unwrap_or_default()
-        };
-        if until(first) < START_LEAD {
-            first += 1;
-        }
-        let start = Instant::now() + until(first);
-        let load_start =
-            Timestamp::from_second(first).map_err(|e| WorldError(format!("cannot name the start: {e}")))?;
-        let config = EngineConfig::from_profile(&plan.load, &url, plan.load_plan.clone(), RunnerShare::SINGLE);
-        let (ticks, tick_rx) = mpsc::channel(16);
-        let stop = CancellationToken::new();
-        let collector = tokio::spawn(collect(plan.clone(), tick_rx, Arc::clone(&self.collected)));
-        let engine = tokio::spawn(engine::run(config, start, Some(ticks), stop.clone()));
-        tracing::info!(url = %url, start = %load_start, "local load starts");
-        self.running = Some(Running { engine, collector, stop, ends: start + plan.load_plan.total_duration() });
-        sleep_until(start).await;
-        Ok(load_start)
+        self.load.start(&plan.load, &plan.load_plan, &url).await
     }
 
     async fn stop_load(&mut self) -> Result<(), WorldError> {
-        let Some(running) = self.running.take() else { return Ok(()) };
-        // Stopped before the plan's end: an abort. At the end it stops by itself.
-        if Instant::now() + Duration::from_millis(500) < running.ends {
-            running.stop.cancel();
-        }
-        match running.engine.await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => self.engine_error = Some(format!("the load engine failed: {e}")),
-            Err(e) => self.engine_error = Some(format!("the load engine stopped unexpectedly: {e}")),
-        }
-        // The engine dropped its sender: the collector ends once it has folded the last tick.
-        if let Err(e) = running.collector.await {
-            self.engine_error.get_or_insert(format!("folding the measurements failed: {e}"));
-        }
+        self.load.stop().await;
         Ok(())
     }
 
@@ -297,41 +194,35 @@ impl World for LocalWorld {
     }
 
     async fn seconds(&mut self) -> Vec<Option<Figures>> {
-        self.collected().seconds.clone()
+        self.load.seconds()
     }
 
     async fn measured(&mut self, plan: &TrialPlan) -> Result<Measured, WorldError> {
-        if let Some(error) = &self.engine_error {
-            return Err(WorldError(error.clone()));
+        if let Some(error) = self.load.error() {
+            return Err(WorldError(error.to_owned()));
         }
-        let collected = self.collected();
+        let mut seconds = self.load.seconds();
         let mut phases = Vec::new();
         // A run stopped early (an abort) measured only the seconds up to the stop: a phase's
         // figures cover what was measured of it, and a phase never reached has none.
-        let measured_to = collected.seconds.len() as u64;
+        let measured_to = seconds.len() as u64;
         for window in plan.timeline.windows.iter().filter(|w| w.name != PhaseName::Cooldown) {
             let end = window.end.min(measured_to);
             if end <= window.start {
                 continue;
             }
-            let figures = collected
-                .recorder
-                .figures(window.start..end, plan.target_rate(window.start, end))
+            let figures = self
+                .load
+                .figures(window.start..end)
                 .map_err(|e| WorldError(format!("the {:?} phase's figures: {e}", window.name)))?;
             phases.push((window.name, figures));
         }
-        let mut seconds = collected.seconds.clone();
         seconds.resize(usize::try_from(plan.timeline.load_seconds()).unwrap_or(usize::MAX).max(seconds.len()), None);
         Ok(Measured { phases, seconds })
     }
 
-    async fn figures_over(&mut self, plan: &TrialPlan, seconds: Range<u64>) -> Result<Option<Figures>, WorldError> {
-        let collected = self.collected();
-        let rate = plan.target_rate(seconds.start, seconds.end);
-        let figures = collected
-            .recorder
-            .figures(seconds.clone(), rate)
-            .map_err(|e| WorldError(format!("the figures of seconds {seconds:?}: {e}")))?;
+    async fn figures_over(&mut self, _plan: &TrialPlan, seconds: Range<u64>) -> Result<Option<Figures>, WorldError> {
+        let figures = self.load.figures(seconds)?;
         Ok((figures.total > 0).then_some(figures))
     }
 

@@ -3,6 +3,7 @@
 //! due at each moment, and the judgement of what a run measured.
 //! Pure: it knows nothing of Kubernetes or of processes, only of plans and measured figures.
 
+pub mod autoscale;
 pub mod breaker;
 pub mod conduct;
 pub mod drive;

@@ -144,8 +144,7 @@ impl TrialPlan {
 
     /// The rate the plan asks for over the seconds `[from, to)` (open model; `None` for VUs).
     pub fn target_rate(&self, from: u64, to: u64) -> Option<f64> {
-        (self.load.model == crate::api::load::LoadModel::Open)
-            .then(|| self.load_plan.level_at(Duration::from_secs_f64((from + to) as f64 / 2.0)))
+        self.load_plan.target_rate(self.load.model, from, to)
     }
 
     /// Whether a phase has a window in this run.

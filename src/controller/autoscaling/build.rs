@@ -1,6 +1,5 @@
-//! The values of an AutoscalingCheck's run, from what was read (no client): which HPA scales the
-//! Deployment, a replica sample, the bounded timeline, the windows where the load is steady,
-//! and the status the judgement becomes. Unit-tested from YAML.
+//! The values of an AutoscalingCheck's run in the cluster, from what was read (no client): which
+//! HPA scales the Deployment, its settings, and a replica sample. Unit-tested from YAML.
 
 use std::time::Duration;
 
@@ -12,19 +11,9 @@ use k8s_openapi::{
 use kube::ResourceExt;
 
 use crate::{
-    api::{
-        common::human_duration,
-        trial::{AutoscalingCheckStatus, ReplicaSample, ScaleTarget},
-    },
-    load::stages::Plan,
-    trial::{
-        drive::at,
-        scaling::{DEFAULT_SCALE_DOWN_STABILIZATION, ScalingJudged},
-    },
+    api::trial::{ReplicaSample, ScaleTarget},
+    trial::scaling::DEFAULT_SCALE_DOWN_STABILIZATION,
 };
-
-/// The most samples the timeline keeps (one per change): far below the object size limit.
-pub const MAX_SAMPLES: usize = 600;
 
 /// The HPA that scales `target.deployment`: the one named, or the one whose scaleTargetRef is
 /// the Deployment. An error says what is missing.
@@ -97,34 +86,6 @@ pub fn sample(hpa: &HorizontalPodAutoscaler, deployment: &Deployment, now: Times
     ReplicaSample { at: Time(now), desired: desired.or(spec_replicas).unwrap_or(0), ready }
 }
 
-/// Adds `sample` to the timeline if the counts changed; `false` once the timeline is full.
-pub fn record(timeline: &mut Vec<ReplicaSample>, sample: ReplicaSample) -> bool {
-    let changed = timeline.last().is_none_or(|l| (l.desired, l.ready) != (sample.desired, sample.ready));
-    if !changed {
-        return true;
-    }
-    if timeline.len() >= MAX_SAMPLES {
-        return false;
-    }
-    timeline.push(sample);
-    true
-}
-
-/// The windows where the load's level holds still (each step's settled part): flaps are
-/// counted there.
-pub fn steady_windows(plan: &Plan, start: Timestamp) -> Vec<(Timestamp, Timestamp)> {
-    plan.steps().iter().map(|s| (at(start, s.settled), at(start, s.end))).filter(|(a, b)| a < b).collect()
-}
-
-/// The figures of the judgement, into status.
-pub fn figures_into(status: &mut AutoscalingCheckStatus, judged: &ScalingJudged) {
-    status.peak_replicas = judged.peak_replicas;
-    status.time_to_first_scale_up = judged.time_to_first_scale_up.map(human_duration);
-    status.time_to_peak = judged.time_to_peak.map(human_duration);
-    status.time_to_scale_down = judged.time_to_scale_down.map(human_duration);
-    status.flaps = Some(judged.flaps);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,7 +125,7 @@ mod tests {
     }
 
     #[test]
-    fn the_timeline_keeps_one_sample_per_change_and_is_bounded() {
+    fn a_sample_is_the_hpas_desired_count_and_the_deployments_ready_count() {
         let web = hpa(WEB);
         let deployment: Deployment =
             serde_saphyr::from_str("spec: {replicas: 2}\nstatus: {readyReplicas: 2}\n").unwrap();
@@ -172,25 +133,5 @@ mod tests {
         assert_eq!((first.desired, first.ready), (3, 2));
         let unsynced = hpa(&WEB.replace("desiredReplicas: 3", "desiredReplicas: 0"));
         assert_eq!(sample(&unsynced, &deployment, Timestamp::UNIX_EPOCH).desired, 2, "the Deployment's count");
-        let mut timeline = Vec::new();
-        assert!(record(&mut timeline, first.clone()));
-        assert!(record(&mut timeline, first.clone()));
-        assert_eq!(timeline.len(), 1, "no change, no sample");
-        for i in 0..MAX_SAMPLES as i32 {
-            record(&mut timeline, ReplicaSample { desired: i % 2 + 4, ..first.clone() });
-        }
-        assert_eq!(timeline.len(), MAX_SAMPLES);
-        assert!(!record(&mut timeline, ReplicaSample { desired: 9, ..first }), "full");
-    }
-
-    #[test]
-    fn steady_windows_are_the_held_parts_of_the_plan() {
-        let profile: crate::api::load::LoadProfile =
-            serde_saphyr::from_str("target: {url: 'http://x/'}\nstages: [{duration: 10s, target: 100}, {duration: 50s, target: 100}, {duration: 5s, target: 0}]\n")
-                .unwrap();
-        let plan = crate::load::stages::expand(&profile, None).unwrap();
-        let start = Timestamp::UNIX_EPOCH;
-        let windows = steady_windows(&plan, start);
-        assert_eq!(windows, vec![(at(start, Duration::from_secs(10)), at(start, Duration::from_secs(60)))]);
     }
 }

@@ -31,8 +31,9 @@ enum Command {
     /// Send load to a URL from this machine and judge it: exit 0 when every threshold holds,
     /// 1 when one fails.
     Load(chaoslab::cli::load::LoadArgs),
-    /// The lab: start the demo app's services on loopback and run a Drill or CircuitBreakerTrial
-    /// against them (default: a half-minute tour), or with --kube run it in the current cluster;
+    /// The lab: start the demo app's services on loopback and run a Drill, CircuitBreakerTrial or
+    /// AutoscalingCheck against them (default: a half-minute tour), or with --kube run it in the
+    /// current cluster;
     /// then print the report.
     /// Exit 0 on Pass, 1 on Fail or Aborted, 2 on Inconclusive or Error.
     Lab(chaoslab::cli::lab::LabArgs),

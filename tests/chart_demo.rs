@@ -152,12 +152,19 @@ fn the_demo_installs_three_hardened_services_wired_like_the_drills_topology() {
     assert_eq!(hpa.metadata.namespace.as_deref(), Some(DEMO_NAMESPACE));
     let spec = hpa.spec.as_ref().expect("HPA spec");
     assert_eq!((spec.scale_target_ref.kind.as_str(), spec.scale_target_ref.name.as_str()), ("Deployment", "frontend"));
-    assert_eq!((spec.min_replicas, spec.max_replicas), (Some(1), 4));
+    // What the lab's local HPA does on loopback (`chaoslab lab`) is the chart's HPA.
+    let local = chaoslab::demo::topology::FRONTEND_HPA;
+    assert_eq!((spec.min_replicas, spec.max_replicas), (Some(local.min_replicas as i32), local.max_replicas as i32));
     let metrics = spec.metrics.clone().unwrap_or_default();
     assert_eq!(metrics.len(), 1);
     let resource = metrics[0].resource.as_ref().expect("a Resource metric");
     assert_eq!(resource.name, "cpu");
-    assert_eq!((resource.target.type_.as_str(), resource.target.average_utilization), ("Utilization", Some(60)));
+    let utilization = (resource.target.type_.as_str(), resource.target.average_utilization);
+    assert_eq!(utilization, ("Utilization", Some(local.target_cpu_utilization as i32)));
+    assert!(spec.behavior.is_none(), "the HPA's default behavior, which the local HPA follows");
+    let requests = container(&deployments["frontend"]).resources.as_ref().and_then(|r| r.requests.clone());
+    let cpu = requests.unwrap_or_default().get("cpu").map(|q| q.0.clone());
+    assert_eq!(cpu, Some(format!("{}m", local.cpu_request_millicores)), "the request utilization is measured against");
 }
 
 #[test]

@@ -127,7 +127,20 @@ fn files_the_lab_cannot_run_are_refused_with_the_reason() {
         .expect("written");
     let refused = chaoslab(&["lab", bad.to_str().expect("path")]);
     assert!(!refused.status.success());
-    assert!(text(&refused.stderr).contains("allowed: Drill, CircuitBreakerTrial"), "{}", text(&refused.stderr));
+    let allowed = "allowed: Drill, CircuitBreakerTrial, AutoscalingCheck";
+    assert!(text(&refused.stderr).contains(allowed), "{}", text(&refused.stderr));
+
+    // The lab autoscales the frontend only, as the chart does: a check of catalog is refused
+    // before any load is sent.
+    let check = dir.join("catalog-scales.yaml");
+    std::fs::write(&check, "apiVersion: chaoslab.dev/v1alpha1\nkind: AutoscalingCheck\nmetadata: {name: x}\nspec:\n  target: {deployment: catalog}\n  load: {target: {service: {name: catalog, port: http}}, rate: 5, duration: 5s}\n")
+        .expect("written");
+    let refused = chaoslab(&["lab", check.to_str().expect("path")]);
+    assert!(!refused.status.success());
+    let why =
+        r#"spec.target.deployment: no HorizontalPodAutoscaler scales "catalog" here (the lab's HPAs scale: frontend)"#;
+    assert!(text(&refused.stderr).contains(why), "{}", text(&refused.stderr));
+    assert!(!text(&refused.stderr).contains("load started"), "{}", text(&refused.stderr));
 
     // Installed as a kubectl plugin (`make install` links kubectl-chaoslab), the same commands.
     let plugin = dir.join("kubectl-chaoslab");

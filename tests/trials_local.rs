@@ -4,7 +4,8 @@
 //! judged from outside (with it on, the trial passes; off, it fails on the breaker's own
 //! expectations), an abort rule reverts the fault at once, what cannot be done here is refused
 //! before anything is done, and the curriculum's Drill and CircuitBreakerTrial files end with the
-//! verdict they state, the pod kills of lessons 7, 8 and 14 included.
+//! verdict they state, the pod kills of lessons 7, 8 and 14 included; lesson 13's AutoscalingCheck
+//! runs with the frontend's local HPA scaling its pods.
 
 mod support;
 
@@ -15,17 +16,19 @@ use std::{
 
 use chaoslab::{
     api::{
-        CircuitBreakerTrial, Drill, Verdict,
+        AutoscalingCheck, CircuitBreakerTrial, Drill, Verdict,
         figures::PhaseName,
-        trial::{CircuitBreakerTrialSpec, DrillSpec},
+        trial::{AutoscalingCheckStatus, CircuitBreakerTrialSpec, DrillSpec},
     },
     demo::topology::CATALOG,
     local::{
         LocalTargets, LocalWorld,
         lab::{LabOptions, LabTopology},
+        scaling::LocalScaling,
     },
     proxy::admin_client,
     trial::{
+        autoscale::{ScalingOutcome, watch},
         drive::{Milestone, TrialOutcome, World as _, conduct},
         plan::{FaultAction, TrialPlan},
     },
@@ -447,4 +450,101 @@ expectations: ['p99 < 5s']
     let crash = kill_evidence(&outcome, "crash-one");
     assert!(crash.contains("(SIGKILL, exited 137 after"), "{crash}");
     assert!(crash.contains("replaced by inventory-3, Ready after"), "{crash}");
+}
+
+/// Runs an AutoscalingCheck on a lab of its own, the frontend's local HPA scaling its pods.
+async fn check_scaling(check: &AutoscalingCheck) -> (ScalingOutcome, AutoscalingCheckStatus) {
+    let _turn = TOPOLOGIES.acquire().await.expect("the semaphore is never closed");
+    let lab = Lab::with(LabOptions { seed: 7, ..LabOptions::default() }).await;
+    let started = Instant::now();
+    let tell = Box::new(move |st: &AutoscalingCheckStatus| {
+        eprintln!("{:>5.0}s {}", started.elapsed().as_secs_f64(), st.run.message.as_deref().unwrap_or_default());
+    });
+    let (mut world, target) = LocalScaling::new(lab.topology.targets(), &check.spec, tell).expect("the target");
+    let mut st = AutoscalingCheckStatus::default();
+    let outcome = watch(&check.spec, &target, &mut world, &mut st).await.expect("the check runs");
+    let results: Vec<String> = st
+        .judgement
+        .expectations
+        .iter()
+        .map(|e| format!("{} {:?} {}", if e.passed { "pass" } else { "FAIL" }, e.observed, e.expression))
+        .collect();
+    eprintln!(
+        "{} ({:.0}s): {:?} {}\n{}\ntimeline (desired/ready): {:?}\npeak {:?}, first scale-up {:?}, peak at {:?}, scale-down {:?}, flaps {:?}",
+        check.metadata.name.as_deref().unwrap_or_default(),
+        started.elapsed().as_secs_f64(),
+        outcome.verdict,
+        outcome.message,
+        results.join("\n"),
+        st.timeline.iter().map(|s| (s.desired, s.ready)).collect::<Vec<_>>(),
+        st.peak_replicas,
+        st.time_to_first_scale_up,
+        st.time_to_peak,
+        st.time_to_scale_down,
+        st.flaps,
+    );
+    (outcome, st)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lesson_13_the_frontends_hpa_scales_up_under_load_and_down_after_its_window() {
+    let lesson = lesson("13-autoscaling.yaml");
+    let check: AutoscalingCheck = serde_json::from_value(lesson.doc).expect("an AutoscalingCheck");
+    let (outcome, st) = check_scaling(&check).await;
+    assert_eq!(outcome.verdict, lesson.expect, "{}: {:?}", outcome.message, st.judgement.expectations);
+    // From the HPA's minimum, up to at least 3 pods under load, and back to 1 after it.
+    let desired: Vec<i32> = st.timeline.iter().map(|s| s.desired).collect();
+    assert_eq!(desired.first(), Some(&1), "{desired:?}");
+    assert!(desired.iter().any(|d| *d >= 3), "{desired:?}");
+    assert_eq!(desired.last(), Some(&1), "{desired:?}");
+    assert!(st.peak_replicas.is_some_and(|p| (3..=4).contains(&p)), "{:?}", st.peak_replicas);
+    // Not before the HPA's 5-minute scale-down stabilization window has passed.
+    let down = st.time_to_scale_down.as_deref().expect("scaled down");
+    let down = down.parse::<chaoslab::api::GoDuration>().expect("a duration").as_std();
+    assert!(down >= Duration::from_secs(285), "scaled down {down:?} after the load: before the window");
+    assert!(outcome.seconds.iter().flatten().count() >= 200, "the load's seconds are kept for the report");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_autoscaling_check_whose_load_never_moves_the_hpa_fails_naming_what_it_never_did() {
+    let check: AutoscalingCheck = serde_saphyr::from_str(
+        "apiVersion: chaoslab.dev/v1alpha1\nkind: AutoscalingCheck\nmetadata: {name: too-little-load}\nspec:\n  target: {deployment: frontend}\n  load: {target: {service: {name: frontend, port: http}}, rate: 3, duration: 35s}\n  expect: {scaleUpWithin: 30s, minPeakReplicas: 2, slo: ['p99 < 500ms']}\n",
+    )
+    .expect("an AutoscalingCheck");
+    let (outcome, st) = check_scaling(&check).await;
+    assert_eq!(outcome.verdict, Verdict::Fail, "{}", outcome.message);
+    let failed: Vec<&str> =
+        st.judgement.expectations.iter().filter(|e| !e.passed).map(|e| e.expression.as_str()).collect();
+    assert_eq!(failed, ["scaleUpWithin 30.0s", "minPeakReplicas 2"], "{:?}", st.judgement.expectations);
+    let peak = st.judgement.expectations.iter().find(|e| e.expression.starts_with("minPeak")).expect("the peak");
+    assert_eq!(peak.observed.as_deref(), Some("1"), "the one replica it kept is its peak");
+    assert_eq!(st.timeline.iter().map(|s| s.desired).max(), Some(1), "{:?}", st.timeline);
+    let slo = st.judgement.expectations.iter().find(|e| e.expression.contains("p99")).expect("the SLO");
+    assert!(slo.passed, "3 requests a second are served well: {slo:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_labs_replicaset_scales_up_and_down_as_the_hpa_asks() {
+    let _turn = TOPOLOGIES.acquire().await.expect("the semaphore is never closed");
+    let lab = Lab::with(LabOptions::default()).await;
+    let frontend = lab.topology.targets().pods.set("frontend").expect("the frontend's pods");
+    assert_eq!(frontend.counts(), (1, 1));
+    frontend.scale(3);
+    let (pods, starting) = frontend.processes();
+    assert_eq!((frontend.counts().0, pods.len() + starting), (3, 3), "asked for at once, Ready later");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while frontend.counts() != (3, 3) {
+        assert!(Instant::now() < deadline, "3 Ready frontends within 30s: {:?}\n{}", frontend.counts(), lab.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Down: the newest pods leave at once (they drain on their own), the oldest stays.
+    frontend.scale(1);
+    let (pods, starting) = frontend.processes();
+    assert_eq!((frontend.counts(), starting), ((1, 1), 0));
+    assert_eq!(pods.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(), ["frontend-1"]);
+    let url = &lab.topology.targets().services["frontend"];
+    for _ in 0..5 {
+        let body = admin_client::request(url.trim_start_matches("http://"), http::Method::GET, "/", None).await;
+        assert!(body.is_ok(), "the one left answers: {body:?}");
+    }
 }

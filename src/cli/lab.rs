@@ -1,8 +1,8 @@
 //! `chaoslab lab [FILE]`: the one command a newcomer runs. It starts the lab app's topology on
 //! loopback (frontend → catalog → inventory, each its pods behind a balancer, a proxy in front of
-//! inventory), runs a Drill (pod kills included) or a CircuitBreakerTrial from the file (default:
-//! the tour, examples/lab/tour.yaml) with the same engine the operator uses, tells each milestone
-//! as it happens, and prints the report.
+//! inventory), runs a Drill (pod kills included), a CircuitBreakerTrial or an AutoscalingCheck
+//! (the frontend's HPA, local) from the file (default: the tour, examples/lab/tour.yaml) with the
+//! same engine the operator uses, tells each milestone as it happens, and prints the report.
 
 use std::{
     io::IsTerminal as _,
@@ -13,20 +13,24 @@ use std::{
 
 use anyhow::Context as _;
 use clap::Args;
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 
 use super::{
     report::{self as report_cli, Summary},
     run::RunArgs,
 };
 use crate::{
-    api::{CircuitBreakerTrial, Drill, load::LoadProfile},
+    api::{AutoscalingCheck, CircuitBreakerTrial, Drill, load::LoadProfile, trial::AutoscalingCheckStatus},
+    domain::spec_check::SpecCheck as _,
     local::{
-        LocalWorld,
+        LocalTargets, LocalWorld,
         lab::{LabOptions, LabTopology},
+        scaling::LocalScaling,
     },
     report::{Record, Report},
     trial::{
-        drive::{Milestone, World as _, conduct},
+        autoscale::watch,
+        drive::{Milestone, World as _, WorldError, conduct},
         plan::TrialPlan,
     },
 };
@@ -36,9 +40,9 @@ pub const TOUR: &str = include_str!("../../examples/lab/tour.yaml");
 
 #[derive(Args, Debug)]
 pub struct LabArgs {
-    /// A Drill or CircuitBreakerTrial file (apiVersion chaoslab.dev/v1alpha1); its Services
-    /// are the lab's: frontend, catalog and inventory (faults go in front of inventory).
-    /// Default: the tour (examples/lab/tour.yaml).
+    /// A Drill, CircuitBreakerTrial or AutoscalingCheck file (apiVersion chaoslab.dev/v1alpha1);
+    /// its Services are the lab's: frontend, catalog and inventory (faults go in front of
+    /// inventory; the frontend has the chart's HPA). Default: the tour (examples/lab/tour.yaml).
     #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// What to print at the end: md (the summary) or json (report.json).
@@ -84,6 +88,7 @@ fn service_args(text: &str) -> Result<(String, Vec<String>), String> {
 enum Run {
     Drill(Box<Drill>),
     Trial(Box<CircuitBreakerTrial>),
+    Scaling(Box<AutoscalingCheck>),
 }
 
 impl Run {
@@ -92,7 +97,7 @@ impl Run {
             serde_saphyr::from_multiple(text).with_context(|| format!("{source} is not YAML"))?;
         let mut runs = documents.into_iter().filter(|d| !d.is_null());
         let (Some(document), None) = (runs.next(), runs.next()) else {
-            anyhow::bail!("{source}: one resource per file, a Drill or a CircuitBreakerTrial")
+            anyhow::bail!("{source}: one resource per file, a Drill, a CircuitBreakerTrial or an AutoscalingCheck")
         };
         let kind = document.get("kind").and_then(|k| k.as_str()).unwrap_or_default().to_owned();
         let api_version = document.get("apiVersion").and_then(|k| k.as_str()).unwrap_or_default();
@@ -107,8 +112,16 @@ impl Run {
                 serde_json::from_value(document)
                     .with_context(|| format!("{source}: not a valid CircuitBreakerTrial"))?,
             ))),
+            "AutoscalingCheck" => {
+                let check: AutoscalingCheck = serde_json::from_value(document)
+                    .with_context(|| format!("{source}: not a valid AutoscalingCheck"))?;
+                check.check_spec().map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
+                Ok(Run::Scaling(Box::new(check)))
+            }
             "LoadTest" => anyhow::bail!("{source}: a LoadTest runs with `chaoslab load -f {source}`"),
-            other => anyhow::bail!("{source}: kind is {other:?}; allowed: Drill, CircuitBreakerTrial"),
+            other => {
+                anyhow::bail!("{source}: kind is {other:?}; allowed: Drill, CircuitBreakerTrial, AutoscalingCheck")
+            }
         }
     }
 
@@ -116,6 +129,7 @@ impl Run {
         match self {
             Run::Drill(_) => "Drill",
             Run::Trial(_) => "CircuitBreakerTrial",
+            Run::Scaling(_) => "AutoscalingCheck",
         }
     }
 
@@ -123,6 +137,7 @@ impl Run {
         let meta = match self {
             Run::Drill(d) => &d.metadata,
             Run::Trial(t) => &t.metadata,
+            Run::Scaling(c) => &c.metadata,
         };
         meta.name.clone().unwrap_or_else(|| "unnamed".into())
     }
@@ -131,13 +146,17 @@ impl Run {
         match self {
             Run::Drill(d) => &d.spec.load,
             Run::Trial(t) => &t.spec.load,
+            Run::Scaling(c) => &c.spec.load,
         }
     }
 
-    fn plan(&self) -> anyhow::Result<TrialPlan> {
+    /// The plan of a Drill or a CircuitBreakerTrial; `None` for an AutoscalingCheck, which
+    /// follows the HPA instead of a timeline.
+    fn plan(&self) -> anyhow::Result<Option<TrialPlan>> {
         match self {
-            Run::Drill(d) => TrialPlan::drill(&d.spec),
-            Run::Trial(t) => TrialPlan::circuit_breaker(&t.spec),
+            Run::Drill(d) => TrialPlan::drill(&d.spec).map(Some),
+            Run::Trial(t) => TrialPlan::circuit_breaker(&t.spec).map(Some),
+            Run::Scaling(_) => Ok(None),
         }
         .map_err(|e| anyhow::anyhow!("spec: {e}"))
     }
@@ -163,7 +182,7 @@ pub fn main(args: LabArgs) -> anyhow::Result<ExitCode> {
         args: args.service_args.iter().cloned().collect(),
         abrupt_shutdown: !args.graceful_shutdown,
     };
-    let report = runtime.block_on(lab(&run, &plan, &options))?;
+    let report = runtime.block_on(lab(&run, plan.as_ref(), &options))?;
     runtime.shutdown_timeout(Duration::from_secs(1));
     let Some(report) = report else {
         eprintln!("interrupted: the lab's processes are stopped, nothing is left running");
@@ -201,48 +220,95 @@ fn in_cluster(run: &Run, output: Summary, source: String, text: String) -> ExitC
 }
 
 /// Starts the topology, conducts the run and builds its report; `None` on Ctrl-C.
-async fn lab(run: &Run, plan: &TrialPlan, options: &LabOptions) -> anyhow::Result<Option<Report>> {
+async fn lab(run: &Run, plan: Option<&TrialPlan>, options: &LabOptions) -> anyhow::Result<Option<Report>> {
     let exe = std::env::current_exe().context("finding this binary to start the lab's services")?;
     let topology = LabTopology::start(&exe, options).await?;
     let services: Vec<String> = topology.targets().services.iter().map(|(n, u)| format!("{n} {u}")).collect();
     let pods = topology.targets().pods.describe();
     eprintln!("lab: {}; a proxy in front of inventory; pods: {pods}", services.join(", "));
-    let mut world = LocalWorld::new(topology.targets().clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let started = Instant::now();
-    let total = Duration::from_secs(plan.timeline.load_seconds());
-    eprintln!("{} {}: {} of load, {} fault(s)", run.kind(), run.name(), seconds(total), plan.faults.len());
-    let tell = |m: Milestone| eprintln!("{:>6}  {}", seconds(started.elapsed()), milestone(&m));
-    let outcome = tokio::select! {
-        outcome = conduct(plan, &mut world, tell) => outcome,
+    let targets = topology.targets().clone();
+    let conducted = tokio::select! {
+        conducted = conduct_in(run, plan, &targets, options) => conducted,
         _ = tokio::signal::ctrl_c() => {
             topology.stop().await;
             return Ok(None);
         }
     };
-    let outcome = match outcome {
-        Ok(outcome) => outcome,
+    let report = match conducted {
+        Ok(report) => report,
         Err(e) => {
             let logs = topology.logs();
             topology.stop().await;
             anyhow::bail!("the run could not be conducted: {e}\nthe lab's last output:\n{logs}");
         }
     };
-    let measured = world.seconds().await;
     topology.stop().await;
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+    Ok(Some(report))
+}
+
+/// Conducts `run` on the lab's `targets`, telling its milestones, and builds its report.
+async fn conduct_in(
+    run: &Run,
+    plan: Option<&TrialPlan>,
+    targets: &LocalTargets,
+    options: &LabOptions,
+) -> Result<Report, WorldError> {
+    let started = Instant::now();
     let target = match (&run.load().target.url, &run.load().target.service) {
         (Some(url), _) => url.clone(),
         (None, Some(service)) => {
-            let url = world.targets().services.get(&service.name).cloned().unwrap_or_default();
+            let url = targets.services.get(&service.name).cloned().unwrap_or_default();
             format!("{} ({url})", service.name)
         }
         (None, None) => String::new(),
     };
     let record = Record::of_load("local", run.load(), target, Some(options.seed));
-    let report = Report::of_trial(run.kind(), &run.name(), &outcome, &measured, record);
-    if std::io::stderr().is_terminal() {
-        eprintln!();
+    if let (Run::Scaling(check), None) = (run, plan) {
+        return check_scaling(check, targets, record).await;
     }
-    Ok(Some(report))
+    let Some(plan) = plan else { return Err(WorldError("no plan for this kind".into())) };
+    let mut world = LocalWorld::new(targets.clone())?;
+    let total = Duration::from_secs(plan.timeline.load_seconds());
+    eprintln!("{} {}: {} of load, {} fault(s)", run.kind(), run.name(), seconds(total), plan.faults.len());
+    let tell = |m: Milestone| eprintln!("{:>6}  {}", seconds(started.elapsed()), milestone(&m));
+    let outcome = conduct(plan, &mut world, tell).await?;
+    let measured = world.seconds().await;
+    Ok(Report::of_trial(run.kind(), &run.name(), &outcome, &measured, record))
+}
+
+/// An AutoscalingCheck on the lab's pods, their local HPA scaling them; each change of the
+/// replica counts is told as it happens.
+pub async fn check_scaling(
+    check: &AutoscalingCheck,
+    targets: &LocalTargets,
+    record: Record,
+) -> Result<Report, WorldError> {
+    let started = Instant::now();
+    let tell = Box::new(move |st: &AutoscalingCheckStatus| {
+        eprintln!("{:>6}  {}", seconds(started.elapsed()), st.run.message.as_deref().unwrap_or_default());
+    });
+    let (mut world, target) = LocalScaling::new(targets, &check.spec, tell)?;
+    let name = check.metadata.name.clone().unwrap_or_else(|| "unnamed".into());
+    eprintln!(
+        "AutoscalingCheck {name}: {} of load on {}, its HPA {}..{} pods; scale-down watched after it",
+        seconds(target.plan.total_duration()),
+        check.spec.target.deployment,
+        target.min_replicas,
+        targets.autoscaling.get(&check.spec.target.deployment).map_or(0, |h| h.max_replicas),
+    );
+    let mut st = AutoscalingCheckStatus::default();
+    st.run.started_at = Some(Time(Timestamp::now()));
+    let outcome = watch(&check.spec, &target, &mut world, &mut st).await?;
+    st.run.verdict = Some(outcome.verdict);
+    st.run.message = Some(outcome.message);
+    st.run.finished_at = Some(Time(Timestamp::now()));
+    let mut report = Report::of_judged(check, &st.run, &st.judgement, outcome.load_start, &outcome.seconds, record);
+    report.namespace = None;
+    report.replicas = st.timeline;
+    Ok(report)
 }
 
 fn milestone(m: &Milestone) -> String {

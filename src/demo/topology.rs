@@ -39,3 +39,19 @@ pub const CATALOG: &[&str] = &[
 ];
 /// Inventory answers in about 5 ms.
 pub const INVENTORY: &[&str] = &["--latency", "5ms", "--jitter", "2ms", "--response-bytes", "256"];
+
+/// The HPA on a Service of the topology, as the chart's `demo.services.<name>.hpa` and
+/// `resources.requests.cpu` set it (tests/chart_demo.rs checks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Autoscaling {
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    /// The average CPU utilization the HPA keeps, in percent of the request.
+    pub target_cpu_utilization: u32,
+    /// Each pod's CPU request, in millicores: what utilization is measured against.
+    pub cpu_request_millicores: u32,
+}
+
+/// The frontend's HPA: one to four pods, at 60 % of a 100m CPU request.
+pub const FRONTEND_HPA: Autoscaling =
+    Autoscaling { min_replicas: 1, max_replicas: 4, target_cpu_utilization: 60, cpu_request_millicores: 100 };

@@ -12,7 +12,7 @@ use super::{
     pods::{LocalPods, PodTemplate, ReplicaSet},
     process::Process,
 };
-use crate::demo::topology::{CATALOG, FRONTEND, INVENTORY};
+use crate::demo::topology::{CATALOG, FRONTEND, FRONTEND_HPA, INVENTORY};
 
 /// The pods' grace period, as the chart sets it: the demo's shutdown delay (5s) and drain
 /// timeout (20s), and 10s to spare.
@@ -84,6 +84,7 @@ impl LabTopology {
             targets.services.insert(set.service().into(), format!("http://{}", set.addr()));
         }
         targets.proxies.insert("inventory".into(), admin);
+        targets.autoscaling.insert("frontend".into(), FRONTEND_HPA);
         targets.pods = LocalPods::new(sets.clone());
         Ok(LabTopology { proxy, sets, targets })
     }

@@ -6,11 +6,13 @@
 //! Time: the load starts on a whole Unix second, so second `s` of the load is the proxies'
 //! per-second slot `start + s`, and the calls a dependency received are read second by second.
 
+mod hpa;
 pub mod lab;
 mod load;
 mod podkill;
 pub mod pods;
 mod process;
+pub mod scaling;
 
 use std::{collections::BTreeMap, ops::Range, time::Duration};
 
@@ -20,6 +22,7 @@ use self::{load::LocalLoad, podkill::LocalPodKill, pods::LocalPods};
 
 use crate::{
     api::{figures::PhaseName, load::LoadProfile, trial::FaultWindow},
+    demo::topology::Autoscaling,
     load::{Figures, service_url},
     proxy::{FaultSet, StatsReport, admin_client},
     trial::{
@@ -43,6 +46,9 @@ pub struct LocalTargets {
     pub seed: u64,
     /// The Services' pods, where pod kills go; none when the Services are not the lab's.
     pub pods: LocalPods,
+    /// The HPA of each Deployment that has one, by the Deployment's (the Service's) name: what
+    /// an AutoscalingCheck's local HPA does.
+    pub autoscaling: BTreeMap<String, Autoscaling>,
 }
 
 impl LocalTargets {
@@ -65,7 +71,6 @@ impl LocalTargets {
             (None, None) => Err(WorldError("load.target names neither a url nor a service".into())),
         }
     }
-
 }
 
 /// Judged runs against processes on loopback.

@@ -102,6 +102,8 @@ struct State {
     starting: Vec<String>,
     /// Deleted pods' addresses and when they leave the balancer.
     leaving: Vec<(SocketAddr, Instant)>,
+    /// The pods asked for: the template's count until the set is scaled.
+    desired: usize,
 }
 
 /// One Service's pods and the balancer in front of them.
@@ -120,11 +122,12 @@ impl ReplicaSet {
         let listen = |source| LabError::Balancer { service: template.service.clone(), source };
         let listener = TcpListener::bind("127.0.0.1:0").await.map_err(listen)?;
         let addr = listener.local_addr().map_err(listen)?;
+        let desired = template.replicas;
         let set = Arc::new_cyclic(|me: &Weak<ReplicaSet>| ReplicaSet {
             exe,
             template,
             addr,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State { desired, ..State::default() }),
             balancer: tokio::spawn(balance(listener, me.clone())),
         });
         for _ in 0..set.template.replicas {
@@ -195,7 +198,7 @@ impl ReplicaSet {
         }
         let index = state.pods.iter().position(|p| p.name == pod).ok_or_else(|| KillRefused::NotRunning(pod.into()))?;
         // No longer a running pod, but still an endpoint until the change has propagated.
-        let mut deleted = state.pods.remove(index);
+        let deleted = state.pods.remove(index);
         let at = Instant::now();
         state.leaving.push((deleted.addr, at + ENDPOINT_PROPAGATION));
         let grace = grace.unwrap_or(self.template.termination_grace);
@@ -211,49 +214,103 @@ impl ReplicaSet {
             replacement_ready_after: None,
             replacement_error: None,
         });
+        self.stop_pod(&mut state, deleted, grace, Some(record));
+        // Unavailable from now until Ready: a second eviction in the same round is refused.
+        self.start_pod(&mut state, Some(record));
+        Ok(record)
+    }
+
+    /// Scales the set to `replicas` pods, as the HPA scales a Deployment: new pods start at
+    /// once and join the balancer when Ready; on the way down the newest running pods are
+    /// deleted with the template's grace period (a graceful shutdown, nothing replaces them).
+    pub fn scale(self: &Arc<Self>, replicas: usize) {
+        let mut state = self.state();
+        state.desired = replicas;
+        let mut current = state.pods.len() + state.starting.len();
+        while current < replicas {
+            self.start_pod(&mut state, None);
+            current += 1;
+        }
+        while current > replicas
+            && let Some(newest) = state.pods.pop()
+        {
+            state.leaving.push((newest.addr, Instant::now() + ENDPOINT_PROPAGATION));
+            self.stop_pod(&mut state, newest, self.template.termination_grace, None);
+            current -= 1;
+        }
+    }
+
+    /// The count asked for (the template's, or the last scale) and the Ready pods.
+    pub fn counts(&self) -> (usize, usize) {
+        let state = self.state();
+        (state.desired, state.pods.len())
+    }
+
+    /// The Ready pods' names and process ids, and how many pods are starting (not Ready yet).
+    pub fn processes(&self) -> (Vec<(String, Option<u32>)>, usize) {
+        let state = self.state();
+        (state.pods.iter().map(|p| (p.name.clone(), p.process.id())).collect(), state.starting.len())
+    }
+
+    /// Stops `pod`: SIGTERM, then SIGKILL once `grace` is over (at once when it is zero),
+    /// noting its exit in kill `record`.
+    fn stop_pod(self: &Arc<Self>, state: &mut State, mut pod: Pod, grace: Duration, record: Option<usize>) {
+        let at = Instant::now();
         let me = Arc::downgrade(self);
         let stopping = tokio::spawn(async move {
-            let forced = grace.is_zero() || deleted.process.terminate().is_err();
+            let forced = grace.is_zero() || pod.process.terminate().is_err();
             let code = if forced {
-                deleted.process.kill();
-                deleted.process.exited().await
+                pod.process.kill();
+                pod.process.exited().await
             } else {
-                match tokio::time::timeout(grace, deleted.process.exited()).await {
+                match tokio::time::timeout(grace, pod.process.exited()).await {
                     Ok(code) => code,
                     Err(_) => {
-                        deleted.process.kill();
-                        deleted.process.exited().await
+                        pod.process.kill();
+                        pod.process.exited().await
                     }
                 }
             };
-            if let Some(set) = me.upgrade() {
-                let kill = &mut set.state().kills[record];
+            let (Some(set), Some(record)) = (me.upgrade(), record) else { return };
+            if let Some(kill) = set.state().kills.get_mut(record) {
                 kill.exit_code = code;
                 kill.exited_after = Some(at.elapsed());
             }
         });
-        // Unavailable from now until Ready: a second eviction in the same round is refused.
-        let name = self.next_name(&mut state);
+        state.tasks.retain(|t| !t.is_finished());
+        state.tasks.push(stopping);
+    }
+
+    /// Starts a new pod, counted unavailable (`starting`) until it is Ready, then balanced to;
+    /// as the replacement of kill `record`, noted there.
+    fn start_pod(self: &Arc<Self>, state: &mut State, record: Option<usize>) {
+        let name = self.next_name(state);
         state.starting.push(name.clone());
         let me = Arc::downgrade(self);
-        let replacing = tokio::spawn(async move {
+        let starting = tokio::spawn(async move {
             let Some(set) = me.upgrade() else { return };
             let created = set.create(name.clone()).await;
             let mut state = set.state();
             state.starting.retain(|n| *n != name);
-            let kill = &mut state.kills[record];
+            let kill = record.and_then(|r| state.kills.get(r).map(|k| (r, k.at)));
             match created {
                 Ok(pod) => {
-                    kill.replacement = Some(pod.name.clone());
-                    kill.replacement_ready_after = Some(at.elapsed());
+                    if let Some((r, at)) = kill {
+                        state.kills[r].replacement = Some(pod.name.clone());
+                        state.kills[r].replacement_ready_after = Some(at.elapsed());
+                    }
                     state.pods.push(pod);
                 }
-                Err(e) => kill.replacement_error = Some(e.to_string()),
+                Err(e) => {
+                    tracing::warn!(pod = %name, error = %e, "a new pod did not become Ready");
+                    if let Some((r, _)) = kill {
+                        state.kills[r].replacement_error = Some(e.to_string());
+                    }
+                }
             }
         });
         state.tasks.retain(|t| !t.is_finished());
-        state.tasks.extend([stopping, replacing]);
-        Ok(record)
+        state.tasks.push(starting);
     }
 
     /// The record of kill `index` as it stands.
@@ -348,6 +405,11 @@ impl LocalPods {
 
     pub fn is_empty(&self) -> bool {
         self.sets.is_empty()
+    }
+
+    /// The pods of the Service `service`.
+    pub fn set(&self, service: &str) -> Option<Arc<ReplicaSet>> {
+        self.sets.iter().find(|s| s.service() == service).cloned()
     }
 
     /// The running pods whose labels `selector` matches, in name order.

@@ -77,6 +77,11 @@ impl Process {
         kept.iter().map(String::as_str).collect::<Vec<_>>().join("\n")
     }
 
+    /// The process id, while it runs.
+    pub fn id(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Sends SIGTERM, as the kubelet does to a deleted pod's container.
     pub fn terminate(&self) -> std::io::Result<()> {
         let pid = self.child.id().and_then(|id| i32::try_from(id).ok()).and_then(rustix::process::Pid::from_raw);

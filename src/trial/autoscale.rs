@@ -49,10 +49,8 @@ pub trait ScalingWorld {
     /// Every second the load measured, once stopped and scale-down watched (final figures).
     fn measured(&mut self) -> impl Future<Output = Result<Vec<Option<Figures>>, WorldError>> + Send;
     /// The load's figures over `seconds` as one window, after [`ScalingWorld::measured`].
-    fn figures_over(
-        &mut self,
-        seconds: Range<u64>,
-    ) -> impl Future<Output = Result<Option<Figures>, WorldError>> + Send;
+    fn figures_over(&mut self, seconds: Range<u64>)
+    -> impl Future<Output = Result<Option<Figures>, WorldError>> + Send;
     /// A person asked to stop the check (the abort annotation, a deletion, Ctrl-C): what they
     /// asked, for the record.
     fn stop_requested(&mut self) -> impl Future<Output = Option<String>> + Send;

@@ -90,8 +90,12 @@ pub fn figures(samples: &[ReplicaSample], run: &ScalingRun) -> ScalingJudged {
     let first_up = initial
         .and_then(|initial| during_and_after.iter().find(|s| s.desired > initial))
         .map(|s| since(run.load_start, at(s)));
-    let peak = samples.iter().filter(|s| at(s) >= run.load_start).map(|s| s.ready).max();
-    let peak_at = peak.and_then(|p| during_and_after.iter().find(|s| s.ready == p).map(|s| at(s)));
+    // The count in force at the load's start counts too: a timeline keeps changes only, so a
+    // count that never changed has no sample after the start.
+    let in_force = samples.iter().rev().find(|s| at(s) <= run.load_start);
+    let from_start: Vec<&ReplicaSample> = in_force.into_iter().chain(during_and_after.iter().copied()).collect();
+    let peak = from_start.iter().map(|s| s.ready).max();
+    let peak_at = peak.and_then(|p| from_start.iter().find(|s| s.ready == p).map(|s| at(s).max(run.load_start)));
     // Only what scaled up can scale down: a count that never left the minimum proves nothing.
     let scaled_down = first_up.and_then(|up| {
         let from = run.load_end.max(at_offset(run.load_start, up));
@@ -291,6 +295,10 @@ mod tests {
                 ("scaleDownWithin 6m0s".into(), "never scaled up".into(), false),
             ]
         );
+        // A timeline keeps changes only: a count that never changed is the sample before the
+        // load alone, and it is still the peak.
+        let unchanged = figures(&samples(&[(-1, 1, 1)]), &run());
+        assert_eq!((unchanged.peak_replicas, unchanged.time_to_peak), (Some(1), Some(Duration::ZERO)));
     }
 
     #[test]

@@ -136,11 +136,13 @@ fn files_the_lab_cannot_run_are_refused_with_the_reason() {
     std::fs::write(&check, "apiVersion: chaoslab.dev/v1alpha1\nkind: AutoscalingCheck\nmetadata: {name: x}\nspec:\n  target: {deployment: catalog}\n  load: {target: {service: {name: catalog, port: http}}, rate: 5, duration: 5s}\n")
         .expect("written");
     let refused = chaoslab(&["lab", check.to_str().expect("path")]);
-    assert!(!refused.status.success());
+    assert_eq!(refused.status.code(), Some(2), "an Error: {}", text(&refused.stderr));
     let why =
         r#"spec.target.deployment: no HorizontalPodAutoscaler scales "catalog" here (the lab's HPAs scale: frontend)"#;
-    assert!(text(&refused.stderr).contains(why), "{}", text(&refused.stderr));
-    assert!(!text(&refused.stderr).contains("load started"), "{}", text(&refused.stderr));
+    let stderr = text(&refused.stderr);
+    assert!(stderr.contains(why), "{stderr}");
+    // Before anything started: no lab, no load.
+    assert!(!stderr.contains("lab: ") && !stderr.contains("of load on"), "{stderr}");
 
     // Installed as a kubectl plugin (`make install` links kubectl-chaoslab), the same commands.
     let plugin = dir.join("kubectl-chaoslab");

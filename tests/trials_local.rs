@@ -542,6 +542,21 @@ async fn the_labs_replicaset_scales_up_and_down_as_the_hpa_asks() {
     let (pods, starting) = frontend.processes();
     assert_eq!((frontend.counts(), starting), ((1, 1), 0));
     assert_eq!(pods.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(), ["frontend-1"]);
+    // Down while new pods are still starting: the Ready one is kept, never fewer Ready than
+    // asked for; the next call (the HPA calls every period) deletes the extra ones once Ready.
+    frontend.scale(3);
+    frontend.scale(1);
+    let (pods, starting) = frontend.processes();
+    assert_eq!((pods.len(), starting), (1, 2), "frontend-1 kept while two start");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while frontend.processes().1 > 0 {
+        assert!(Instant::now() < deadline, "the two start within 30s:\n{}", lab.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(frontend.counts(), (1, 3), "asked for 1, 3 Ready until reconciled");
+    frontend.scale(1);
+    assert_eq!(frontend.counts(), (1, 1));
+    assert_eq!(frontend.processes().0.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(), ["frontend-1"]);
     let url = &lab.topology.targets().services["frontend"];
     for _ in 0..5 {
         let body = admin_client::request(url.trim_start_matches("http://"), http::Method::GET, "/", None).await;

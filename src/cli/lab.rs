@@ -24,7 +24,7 @@ use crate::{
     domain::spec_check::SpecCheck as _,
     local::{
         LocalTargets, LocalWorld,
-        lab::{LabOptions, LabTopology},
+        lab::{LabOptions, LabTopology, autoscaling as lab_autoscaling},
         scaling::LocalScaling,
     },
     report::{Record, Report},
@@ -162,7 +162,19 @@ impl Run {
     }
 }
 
+/// Exit 2 on anything that keeps the run from its verdict (a file refused, a target missing, a
+/// run that could not be conducted), as on an Error verdict.
 pub fn main(args: LabArgs) -> anyhow::Result<ExitCode> {
+    match lab_main(args) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn lab_main(args: LabArgs) -> anyhow::Result<ExitCode> {
     let (text, source) = match &args.file {
         Some(path) => (
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
@@ -174,6 +186,10 @@ pub fn main(args: LabArgs) -> anyhow::Result<ExitCode> {
     let plan = run.plan()?;
     if args.kube {
         return Ok(in_cluster(&run, args.output, source, text));
+    }
+    if let Run::Scaling(check) = &run {
+        // Refused before any process starts: the lab autoscales what the chart autoscales.
+        LocalScaling::hpa_of(&lab_autoscaling(), &check.spec).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     crate::load::engine::raise_open_file_limit();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

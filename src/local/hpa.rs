@@ -32,8 +32,10 @@ const SCALE_UP_PODS: u32 = 4;
 /// `usage` millicores each (`None`: not measured yet) while `unready` pods are starting.
 pub fn recommend(current: u32, usage: &[Option<f64>], unready: usize, hpa: &Autoscaling) -> u32 {
     let request = f64::from(hpa.cpu_request_millicores.max(1));
-    let target = f64::from(hpa.target_cpu_utilization.max(1)) / 100.0;
-    let ratio = |usage: &[f64]| usage.iter().sum::<f64>() / (usage.len().max(1) as f64 * request) / target;
+    let target = f64::from(hpa.target_cpu_utilization.max(1));
+    // Utilization in whole percent, truncated as Kubernetes computes it, over the target.
+    let ratio =
+        |usage: &[f64]| (usage.iter().sum::<f64>() * 100.0 / (usage.len().max(1) as f64 * request)).floor() / target;
     let measured: Vec<f64> = usage.iter().flatten().copied().collect();
     if measured.is_empty() {
         return current;
@@ -47,9 +49,14 @@ pub fn recommend(current: u32, usage: &[Option<f64>], unready: usize, hpa: &Auto
         }
         return ceil(usage_ratio * measured.len() as f64);
     }
-    // Unknown pods are assumed to work against the change, so it is not overdone.
+    // Unknown pods are assumed to work against the change, so it is not overdone: idle when
+    // scaling up, and when scaling down busy at the request or the target, whichever is more.
     let mut all = measured;
-    all.extend(std::iter::repeat_n(if usage_ratio < 1.0 { request } else { 0.0 }, missing));
+    if usage_ratio < 1.0 {
+        all.extend(std::iter::repeat_n(request * target.max(100.0) / 100.0, missing));
+    } else if usage_ratio > 1.0 {
+        all.extend(std::iter::repeat_n(0.0, missing));
+    }
     if scale_up_with_unready {
         all.extend(std::iter::repeat_n(0.0, unready));
     }
@@ -92,7 +99,8 @@ impl Behavior {
         let highest = self.recommendations.iter().map(|(_, r)| *r).max().unwrap_or(raw);
         let stabilized = if raw < current { highest.min(current) } else { raw };
         let up_limit = current.saturating_mul(2).max(current + SCALE_UP_PODS);
-        stabilized.min(up_limit).clamp(hpa.min_replicas, hpa.max_replicas)
+        // Never below the minimum, then never above the maximum (no panic on odd settings).
+        stabilized.min(up_limit).max(hpa.min_replicas).min(hpa.max_replicas)
     }
 }
 
@@ -102,8 +110,11 @@ fn cpu_time(pid: u32) -> Option<Duration> {
     // Fields after the command (which may hold spaces) start at field 3, `state`.
     let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
     let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // USER_HZ, the unit of these fields, is 100 on every Linux the kernel exposes to users.
-    Some(Duration::from_millis(ticks * 10))
+    let per_second = rustix::param::clock_ticks_per_second().max(1);
+    Some(
+        Duration::from_secs(ticks / per_second)
+            + Duration::from_secs_f64((ticks % per_second) as f64 / per_second as f64),
+    )
 }
 
 /// The local HPA of one ReplicaSet, running until dropped.
@@ -139,9 +150,8 @@ impl LocalHpa {
                 let millicores: Vec<String> =
                     usage.iter().map(|u| u.map_or_else(|| "?".to_owned(), |u| format!("{u:.0}m"))).collect();
                 tracing::info!(service = %set.service(), current, raw, decided, usage = %millicores.join(" "), "local HPA");
-                if decided != current {
-                    set.scale(decided as usize);
-                }
+                // Every period, changed or not: the set also reconciles its pods to the count.
+                set.scale(decided as usize);
             }
         }))
     }

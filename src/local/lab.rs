@@ -12,11 +12,16 @@ use super::{
     pods::{LocalPods, PodTemplate, ReplicaSet},
     process::Process,
 };
-use crate::demo::topology::{CATALOG, FRONTEND, FRONTEND_HPA, INVENTORY};
+use crate::demo::topology::{Autoscaling, CATALOG, FRONTEND, FRONTEND_HPA, INVENTORY};
 
 /// The pods' grace period, as the chart sets it: the demo's shutdown delay (5s) and drain
 /// timeout (20s), and 10s to spare.
 const TERMINATION_GRACE: Duration = Duration::from_secs(35);
+
+/// The HPAs of the topology, by the Deployment (the Service) they scale: the chart's.
+pub fn autoscaling() -> BTreeMap<String, Autoscaling> {
+    BTreeMap::from([("frontend".to_owned(), FRONTEND_HPA)])
+}
 
 /// Why the topology could not start.
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +89,7 @@ impl LabTopology {
             targets.services.insert(set.service().into(), format!("http://{}", set.addr()));
         }
         targets.proxies.insert("inventory".into(), admin);
-        targets.autoscaling.insert("frontend".into(), FRONTEND_HPA);
+        targets.autoscaling = autoscaling();
         targets.pods = LocalPods::new(sets.clone());
         Ok(LabTopology { proxy, sets, targets })
     }

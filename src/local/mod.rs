@@ -61,7 +61,7 @@ impl LocalTargets {
             (None, Some(service)) => {
                 let base = self.services.get(&service.name).ok_or_else(|| {
                     WorldError(format!(
-                        "load.target.service {:?} is not running here: no base URL for it (local services: {})",
+                        "spec.load.target.service {:?} is not running here: no base URL for it (local services: {})",
                         service.name,
                         names(&self.services)
                     ))

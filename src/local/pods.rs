@@ -220,9 +220,12 @@ impl ReplicaSet {
         Ok(record)
     }
 
-    /// Scales the set to `replicas` pods, as the HPA scales a Deployment: new pods start at
-    /// once and join the balancer when Ready; on the way down the newest running pods are
-    /// deleted with the template's grace period (a graceful shutdown, nothing replaces them).
+    /// Scales the set to `replicas` pods, as the HPA scales a Deployment, and reconciles it
+    /// there when called again (the local HPA calls it every period): new pods start at once
+    /// and join the balancer when Ready, and a pod that never became Ready is started anew; on
+    /// the way down the newest Ready pods are deleted with the template's grace period (a
+    /// graceful shutdown, nothing replaces them), never leaving fewer Ready than asked for while
+    /// others are still starting: those are deleted once Ready, at the next call.
     pub fn scale(self: &Arc<Self>, replicas: usize) {
         let mut state = self.state();
         state.desired = replicas;
@@ -232,6 +235,7 @@ impl ReplicaSet {
             current += 1;
         }
         while current > replicas
+            && state.pods.len() > replicas
             && let Some(newest) = state.pods.pop()
         {
             state.leaving.push((newest.addr, Instant::now() + ENDPOINT_PROPAGATION));

@@ -3,13 +3,14 @@
 //! with it; the load is sent from this process. [`crate::trial::autoscale::watch`] conducts it
 //! as the operator does in a cluster.
 
-use std::{ops::Range, sync::Arc};
+use std::{collections::BTreeMap, ops::Range, sync::Arc};
 
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 
 use super::{LocalTargets, hpa::LocalHpa, load::LocalLoad, pods::ReplicaSet};
 use crate::{
     api::trial::{AutoscalingCheckSpec, AutoscalingCheckStatus, ReplicaSample},
+    demo::topology::Autoscaling,
     load::{Figures, stages::expand},
     trial::{
         autoscale::{ScalingTarget, ScalingWorld},
@@ -24,7 +25,6 @@ pub struct LocalScaling {
     set: Arc<ReplicaSet>,
     url: String,
     load: LocalLoad,
-    ends: Option<Timestamp>,
     /// Runs while the world lives.
     _hpa: LocalHpa,
     /// Told each new sample (a line on the terminal).
@@ -32,19 +32,17 @@ pub struct LocalScaling {
 }
 
 impl LocalScaling {
-    /// Finds the check's Deployment and its HPA among `targets`, starts the HPA, and returns the
-    /// world and what the check knows of its target. An error names what is missing.
-    pub fn new(
-        targets: &LocalTargets,
+    /// The HPA of the check's Deployment among `autoscaling` (by Deployment); an error names
+    /// the field and what there is.
+    pub fn hpa_of(
+        autoscaling: &BTreeMap<String, Autoscaling>,
         spec: &AutoscalingCheckSpec,
-        tell: Box<dyn FnMut(&AutoscalingCheckStatus) + Send>,
-    ) -> Result<(LocalScaling, ScalingTarget), WorldError> {
+    ) -> Result<Autoscaling, WorldError> {
         let deployment = &spec.target.deployment;
-        let autoscaled = || targets.autoscaling.keys().cloned().collect::<Vec<_>>().join(", ");
-        let hpa = targets.autoscaling.get(deployment).ok_or_else(|| {
+        let hpa = autoscaling.get(deployment).ok_or_else(|| {
+            let there = autoscaling.keys().cloned().collect::<Vec<_>>().join(", ");
             WorldError(format!(
-                "spec.target.deployment: no HorizontalPodAutoscaler scales {deployment:?} here (the lab's HPAs scale: {})",
-                autoscaled()
+                "spec.target.deployment: no HorizontalPodAutoscaler scales {deployment:?} here (the lab's HPAs scale: {there})"
             ))
         })?;
         // The chart names each HPA after its Deployment.
@@ -53,6 +51,18 @@ impl LocalScaling {
                 "spec.target.hpa: no HorizontalPodAutoscaler named {name:?} here; the lab's HPA of {deployment} is named {deployment:?}"
             )));
         }
+        Ok(*hpa)
+    }
+
+    /// Finds the check's Deployment and its HPA among `targets`, starts the HPA, and returns the
+    /// world and what the check knows of its target. An error names what is missing.
+    pub fn new(
+        targets: &LocalTargets,
+        spec: &AutoscalingCheckSpec,
+        tell: Box<dyn FnMut(&AutoscalingCheckStatus) + Send>,
+    ) -> Result<(LocalScaling, ScalingTarget), WorldError> {
+        let deployment = &spec.target.deployment;
+        let hpa = Self::hpa_of(&targets.autoscaling, spec)?;
         let set = targets.pods.set(deployment).ok_or_else(|| {
             WorldError(format!("spec.target.deployment: {deployment:?} has no pods here (not the lab's topology?)"))
         })?;
@@ -65,11 +75,10 @@ impl LocalScaling {
         };
         let world = LocalScaling {
             spec: spec.clone(),
-            _hpa: LocalHpa::start(Arc::clone(&set), *hpa),
+            _hpa: LocalHpa::start(Arc::clone(&set), hpa),
             set,
             url,
             load: LocalLoad::new()?,
-            ends: None,
             tell,
         };
         Ok((world, target))
@@ -86,9 +95,7 @@ impl ScalingWorld for LocalScaling {
     async fn start_load(&mut self) -> Result<(Timestamp, Timestamp), WorldError> {
         let plan = expand(&self.spec.load, None).map_err(|e| WorldError(format!("spec.{e}")))?;
         let start = self.load.start(&self.spec.load, &plan, &self.url).await?;
-        let ends = at(start, plan.total_duration());
-        self.ends = Some(ends);
-        Ok((start, ends))
+        Ok((start, at(start, plan.total_duration())))
     }
 
     async fn seconds(&mut self) -> Vec<Option<Figures>> {

@@ -114,7 +114,9 @@ pub fn figures(samples: &[ReplicaSample], run: &ScalingRun) -> ScalingJudged {
             direction_changes(entered.into_iter().chain(samples.iter().filter(|s| at(s) >= *from && at(s) <= *to)))
         })
         .sum();
-    let scale_up_end = peak_at.filter(|p| *p <= run.load_end).unwrap_or(run.load_end);
+    // The SLO is judged from the load's start to a peak reached under it; a count that never
+    // rose (pods Pending, an HPA that never acts) is judged over the whole load.
+    let scale_up_end = peak_at.filter(|p| *p > run.load_start && *p <= run.load_end).unwrap_or(run.load_end);
     ScalingJudged {
         expectations: Vec::new(),
         peak_replicas: peak,
@@ -299,6 +301,8 @@ mod tests {
         // load alone, and it is still the peak.
         let unchanged = figures(&samples(&[(-1, 1, 1)]), &run());
         assert_eq!((unchanged.peak_replicas, unchanged.time_to_peak), (Some(1), Some(Duration::ZERO)));
+        let r = run();
+        assert_eq!(unchanged.scale_up_window, (r.load_start, r.load_end), "the SLO is judged over the whole load");
     }
 
     #[test]

@@ -7,9 +7,13 @@
 
 FROM rust:1.95-bookworm AS builder
 WORKDIR /src
-# Only what the build reads: the manifest, the lockfile and the sources.
+# Only what the build reads: the workspace manifest, the lockfile, the crates, and the files the
+# binary crate's manifest names (its tests and the benchmark's server) or embeds (the lab's tour).
 COPY Cargo.toml Cargo.lock ./
-COPY src ./src
+COPY crates ./crates
+COPY tests ./tests
+COPY bench/servers ./bench/servers
+COPY examples/lab ./examples/lab
 # Cache mounts keep the registry and target dir between builds (BuildKit). The target dir is a
 # cache mount, so the binary is copied out of it in the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

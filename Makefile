@@ -49,11 +49,11 @@ fmt-check:
 	$(CARGO) fmt --all -- --check
 
 clippy:
-	$(CARGO) clippy --all-targets --features e2e --locked -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features chaoslab/e2e --locked -- -D warnings
 
 unit:
 	@mkdir -p target
-	set -o pipefail; $(CARGO) test --locked 2>&1 | tee target/test-output.txt
+	set -o pipefail; $(CARGO) test --workspace --locked 2>&1 | tee target/test-output.txt
 
 ## Regenerate crds/ and the chart's copy from the Rust types.
 crds:
@@ -66,11 +66,11 @@ helm-check: tools
 ## The end-to-end suite on the local cluster: build what it needs, start the cluster, run the
 ## tests inside its network namespace, and stop the cluster whatever happened.
 e2e: tools
-	$(CARGO) build --locked --features e2e --tests --bins
+	$(CARGO) build --locked -p chaoslab --features e2e --tests --bins
 	bash hack/cluster up
 	set -o pipefail; eval "$$(bash hack/cluster env)"; \
 	  status=0; bash hack/cluster exec -- env KUBECONFIG="$$KUBECONFIG" CHAOSLAB_K8S_BIN="$$CHAOSLAB_K8S_BIN" \
 	    CHAOSLAB_CLUSTER_DIR="$$CHAOSLAB_CLUSTER_DIR" CHAOSLAB_CACHE="$(CHAOSLAB_CACHE)" PATH="$(PATH)" HOME="$(HOME)" \
-	    $(CARGO) test --locked --offline --features e2e --test e2e -- --test-threads=1 2>&1 | tee target/e2e-output.txt || status=$$?; \
+	    $(CARGO) test --locked --offline -p chaoslab --features e2e --test e2e -- --test-threads=1 2>&1 | tee target/e2e-output.txt || status=$$?; \
 	  rm -rf target/e2e-logs; cp -r "$$CHAOSLAB_CLUSTER_DIR/logs" target/e2e-logs 2>/dev/null || true; \
 	  bash hack/cluster down; exit $$status

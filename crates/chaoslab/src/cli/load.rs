@@ -1,0 +1,1325 @@
+//! `chaoslab load`: the load engine on the user's machine — flags turned into a LoadTest spec, or
+//! a LoadTest manifest read with `-f`, checked by the rules the cluster applies, a live progress
+//! line, a summary table or JSON document, and thresholds (and abort rules) that decide the exit
+//! code.
+
+use std::{
+    collections::BTreeMap,
+    io::IsTerminal as _,
+    path::PathBuf,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use clap::{ValueEnum, builder::TypedValueParser as _, error::ErrorKind};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    api::{
+        GoDuration, LoadTest, Verdict,
+        figures::AbortRule,
+        load::{HttpMethod, LoadModel, LoadProfile, LoadTarget, LoadTestSpec, Preset, RequestSpec, RunnerSpec, Stage},
+    },
+    cli::output::{self, AbortedBy, Ended, Finished, Progress},
+    domain::{
+        expression::{Expression, Metric, Value},
+        spec_check::SpecCheck as _,
+    },
+    engine::{self, EngineConfig, EngineError},
+    load::{
+        Figures, Plan, PlanError, RunnerShare, expand,
+        stages::{MAX_STAGE, MAX_TARGET, MIN_STAGE},
+        summary::{DEFAULT_ABORT_GRACE, RunSummary, Stop, SummarySpec},
+    },
+};
+
+const EXAMPLES: &str = "\
+Examples:
+  # 200 requests per second for 30s; fail (exit 1) if p99 reaches 250ms or 1% of requests fail
+  chaoslab load http://localhost:8080/ --rate 200 --duration 30s \\
+      --threshold 'p99 < 250ms' --threshold 'errorRate < 1%'
+
+  # 50 virtual users, each pausing 100ms between an answer and its next request
+  chaoslab load http://localhost:8080/api --vus 50 --duration 1m --think-time 100ms
+
+  # Find the knee: steps from 10% to 200% of 500/s, stopping at the first level that breaks
+  chaoslab load http://localhost:8080/ --preset capacity --rate 500 --duration 100s \\
+      --threshold 'p99 < 100ms' --threshold 'errorRate < 0.5%'
+
+  # A ramp: 0 to 300/s in 30s, hold 1m, back to 0 in 10s; stop early once a threshold cannot hold
+  chaoslab load http://localhost:8080/ --stage 30s:300 --stage 1m:300 --stage 10s:0 \\
+      --threshold 'achievedRate >= 99%' --abort-on-fail --abort-grace 20s
+
+  # A POST with headers, a body from a file, and 201 as the only success; JSON for a script
+  chaoslab load http://localhost:8080/orders --rate 20 --duration 10s --method POST \\
+      -H 'Content-Type: application/json' --body-file order.json --expect-status 201 -o json
+
+  # A LoadTest manifest, run from here and judged as the operator would; its Service target
+  # (frontend, path /) is reached at the base URL given
+  chaoslab load -f examples/drills/01-baseline.yaml http://127.0.0.1:18080
+
+Thresholds are `<metric> <op> <value>` with op one of <, <=, >, >=. Metrics: p50 p90 p95 p99 p999
+max mean (durations such as 250ms), errorRate (a percentage), achievedRate (a percentage of the
+target rate, or requests per second), rps (answers per second), dropped (a count, or a
+percentage of the requests scheduled).
+
+Open model: latency counts from each request's intended start, so a slow server or a late
+generator shows in the percentiles (no coordinated omission). Closed model: a virtual user sends
+when its previous answer came, so a slow server shows as a lower rate. Exit status: 0 when every threshold holds (or none is
+given), 1 when one fails, could not be judged, or the run was aborted by --abort-on-fail, 2 for a
+bad flag or manifest, 130 when interrupted with Ctrl-C (the summary of what ran is still printed).
+
+With -f, the manifest sets the load, the thresholds and the abort rules (abortOnFail,
+abortGracePeriod, abortWhen); only the URL and the Output flags may be given with it. A LoadTest
+whose target is a url runs against it; one whose target is a Service needs the URL argument: the
+base URL the Service is reached at from here (its path is kept, its port ignored).";
+
+/// What the manifest of `-f` sets, so the flags that would set it too are refused.
+const FILE_CONFLICTS: [&str; 18] = [
+    "rate",
+    "vus",
+    "model",
+    "duration",
+    "preset",
+    "stages",
+    "thresholds",
+    "abort_on_fail",
+    "abort_grace",
+    "method",
+    "headers",
+    "body",
+    "body_file",
+    "expect_status",
+    "timeout",
+    "max_in_flight",
+    "think_time",
+    "http2",
+];
+
+/// Flags of `chaoslab load`.
+#[derive(Clone, Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct LoadArgs {
+    /// The URL to send requests to: http://host[:port][/path]. With -f and a LoadTest whose
+    /// target is a Service: the base URL the Service is reached at from here.
+    #[arg(value_name = "URL", required_unless_present = "file")]
+    pub url: Option<String>,
+
+    /// Run the LoadTest in this YAML file (apiVersion chaoslab.dev/v1alpha1, kind LoadTest) with
+    /// the rules the operator applies; only the URL and the Output flags may be given with it.
+    #[arg(short = 'f', long = "file", value_name = "PATH", conflicts_with_all = FILE_CONFLICTS)]
+    pub file: Option<PathBuf>,
+
+    /// Open model: requests per second (1 to 1000000). Requests start on schedule whatever the
+    /// server does. With --preset, the nominal level L the preset is built around.
+    #[arg(long, value_name = "PER_SECOND", help_heading = "Load", conflicts_with = "vus",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate: Option<u32>,
+    /// Closed model: virtual users (1 to 100000), each waiting for its answer before sending
+    /// again. With --preset, the nominal level L.
+    #[arg(long, value_name = "USERS", help_heading = "Load", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub vus: Option<u32>,
+    /// The model of a --stage ramp: open (stage targets are requests per second, the default) or
+    /// closed (virtual users). --rate and --vus imply it.
+    #[arg(long, value_enum, help_heading = "Load")]
+    pub model: Option<ModelArg>,
+    /// How long a constant load lasts, 1s to 24h (Go duration: 30s, 5m, 1h30m). With --preset,
+    /// the preset's D (default: the preset's own).
+    #[arg(long, value_name = "DURATION", help_heading = "Load")]
+    pub duration: Option<GoDuration>,
+    /// A test type that expands into stages around --rate or --vus: baseline (10% of L),
+    /// load (ramp, hold L, ramp down), stress (L, 1.5L, 2L), spike (L, 5L, L), soak (L for
+    /// long), capacity (10% to 200% of L in steps, stopping at the first that breaks a threshold).
+    #[arg(long, value_enum, help_heading = "Load")]
+    pub preset: Option<PresetArg>,
+    /// A ramp stage, repeatable (1 to 100): move linearly to TARGET (rate or VUs) over DURATION,
+    /// from where the previous stage left off (the first from 0). Replaces --rate, --vus,
+    /// --duration and --preset.
+    #[arg(long = "stage", value_name = "DURATION:TARGET", help_heading = "Load",
+          conflicts_with_all = ["rate", "vus", "duration", "preset"], value_parser = parse_stage)]
+    pub stages: Vec<Stage>,
+
+    /// A threshold that decides the exit status, repeatable (at most 32), such as 'p99 < 250ms',
+    /// 'errorRate < 1%', 'achievedRate >= 99%' (see below).
+    #[arg(long = "threshold", value_name = "EXPR", help_heading = "Verdict", value_parser = parse_threshold)]
+    pub thresholds: Vec<String>,
+    /// Stop the run as soon as a threshold can no longer hold (after --abort-grace), and exit 1.
+    #[arg(long, help_heading = "Verdict")]
+    pub abort_on_fail: bool,
+    /// How long after the start nothing aborts the run (at most 1h; default 10s).
+    #[arg(long, value_name = "DURATION", help_heading = "Verdict", requires = "abort_on_fail")]
+    pub abort_grace: Option<GoDuration>,
+
+    /// The HTTP method.
+    #[arg(long, value_enum, ignore_case = true, default_value = "GET", help_heading = "Request")]
+    pub method: MethodArg,
+    /// A request header, repeatable: -H 'Content-Type: application/json'.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", help_heading = "Request", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// The request body, sent as is (at most 65536 bytes).
+    #[arg(long, value_name = "TEXT", help_heading = "Request", conflicts_with = "body_file")]
+    pub body: Option<String>,
+    /// Read the request body from this file (UTF-8 text, at most 65536 bytes).
+    #[arg(long, value_name = "PATH", help_heading = "Request")]
+    pub body_file: Option<PathBuf>,
+    /// A status that counts as success, repeatable (at most 16); default: any 2xx or 3xx.
+    #[arg(long = "expect-status", value_name = "STATUS", help_heading = "Request",
+          value_parser = clap::value_parser!(u16).range(100..=599))]
+    pub expect_status: Vec<u16>,
+    /// Per-request timeout, 1ms to 5m.
+    #[arg(long, value_name = "DURATION", default_value = "10s", help_heading = "Request")]
+    pub timeout: GoDuration,
+    /// Open model: the most requests in flight at once (1 to 1000000, default 10000). A request
+    /// due while the bound is reached is counted as dropped, never delayed.
+    #[arg(long, value_name = "N", help_heading = "Request", conflicts_with = "vus",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_in_flight: Option<u32>,
+    /// Closed model: each virtual user's pause between an answer and its next request (at most 1m).
+    #[arg(long, value_name = "DURATION", help_heading = "Request", conflicts_with = "rate")]
+    pub think_time: Option<GoDuration>,
+    /// Speak HTTP/2 with prior knowledge instead of HTTP/1.1 with keep-alive.
+    #[arg(long, help_heading = "Request")]
+    pub http2: bool,
+
+    /// The summary's format: text (a table) or json (one document, "version": 1).
+    #[arg(short = 'o', long, value_enum, default_value = "text", help_heading = "Output")]
+    pub output: OutputFormat,
+    /// Worker threads of the load generator (default: one per CPU core).
+    #[arg(long, value_name = "N", help_heading = "Output",
+          value_parser = clap::value_parser!(u16).range(1..=1024).map(usize::from))]
+    pub threads: Option<usize>,
+    /// No progress line and no notices while running; only the summary.
+    #[arg(short = 'q', long, help_heading = "Output")]
+    pub quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModelArg {
+    Open,
+    Closed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PresetArg {
+    Baseline,
+    Load,
+    Stress,
+    Spike,
+    Soak,
+    Capacity,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "UPPER")]
+pub enum MethodArg {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Options,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// A flag that clap accepted but the LoadTest rules refuse; printed like a usage error (exit 2).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FlagError(pub String);
+
+fn flag_error(message: impl Into<String>) -> FlagError {
+    FlagError(message.into())
+}
+
+/// What the flags ask for, checked: the spec the cluster would run, and its plan.
+#[derive(Clone, Debug)]
+pub struct Invocation {
+    pub url: String,
+    /// The manifest of `-f`, as `PATH (LoadTest NAMESPACE/NAME)`.
+    pub source: Option<String>,
+    pub spec: LoadTestSpec,
+    pub plan: Plan,
+    pub output: OutputFormat,
+    pub quiet: bool,
+}
+
+impl Invocation {
+    /// The nominal level L: the rate (open) or VUs (closed) a preset is built around.
+    pub fn nominal(&self) -> Option<u32> {
+        self.spec.load.rate.or(self.spec.load.vus)
+    }
+
+    /// What the run summary needs: the plan, thresholds, capacity search and abort rule.
+    pub fn summary_spec(&self) -> SummarySpec {
+        let capacity = (self.spec.load.preset == Some(Preset::Capacity)).then(|| self.nominal()).flatten();
+        let abort_grace = self
+            .spec
+            .abort_on_fail
+            .then(|| self.spec.abort_grace_period.map_or(DEFAULT_ABORT_GRACE, GoDuration::as_std));
+        SummarySpec {
+            plan: self.plan.clone(),
+            model: self.spec.load.model,
+            thresholds: self.spec.thresholds.clone(),
+            capacity,
+            abort_grace,
+        }
+    }
+}
+
+/// Turns the flags into a LoadTest spec and its plan, with the rules the cluster applies (the
+/// schema's bounds, the CEL rules, the spec checks and the stage expansion), each error naming
+/// the flag and what is allowed.
+pub fn invocation(args: &LoadArgs) -> Result<Invocation, FlagError> {
+    if let Some(path) = &args.file {
+        return from_file(path, args);
+    }
+    let url = args.url.clone().ok_or_else(|| {
+        flag_error("give the URL to send requests to, such as http://localhost:8080/, or a LoadTest manifest with -f")
+    })?;
+    check_url(&url)?;
+    let model = match (args.model, args.rate, args.vus) {
+        (Some(ModelArg::Closed), Some(_), _) => {
+            return Err(flag_error("--rate belongs to the open model; the closed model (--model closed) uses --vus"));
+        }
+        (Some(ModelArg::Open), _, Some(_)) => {
+            return Err(flag_error("--vus belongs to the closed model; the open model (--model open) uses --rate"));
+        }
+        (Some(ModelArg::Closed), ..) | (None, None, Some(_)) => LoadModel::Closed,
+        _ => LoadModel::Open,
+    };
+    if args.stages.is_empty() && args.rate.is_none() && args.vus.is_none() {
+        return Err(flag_error(
+            "give --rate (requests per second, open model) or --vus (virtual users, closed model), or a ramp with --stage",
+        ));
+    }
+    match model {
+        LoadModel::Open if args.think_time.is_some() => {
+            return Err(flag_error("--think-time belongs to the closed model (--vus or --model closed)"));
+        }
+        LoadModel::Closed if args.max_in_flight.is_some() => {
+            return Err(flag_error("--max-in-flight belongs to the open model (--rate); the closed model has --vus"));
+        }
+        _ => {}
+    }
+    bounded("--timeout", args.timeout, Duration::from_millis(1), Duration::from_secs(300), "1ms to 5m")?;
+    if let Some(think) = args.think_time {
+        bounded("--think-time", think, Duration::ZERO, Duration::from_secs(60), "at most 1m")?;
+    }
+    if let Some(grace) = args.abort_grace {
+        bounded("--abort-grace", grace, Duration::ZERO, Duration::from_secs(3600), "at most 1h")?;
+    }
+    let thresholds = thresholds(args, model)?;
+    let preset = args.preset.map(preset);
+    if preset == Some(Preset::Capacity) && thresholds.is_empty() {
+        return Err(flag_error(
+            "--preset capacity needs at least one --threshold: it climbs until a level breaks one, such as --threshold 'p99 < 250ms'",
+        ));
+    }
+    let load = LoadProfile {
+        target: LoadTarget { url: Some(url.clone()), service: None },
+        requests: requests(args)?,
+        model,
+        preset,
+        rate: args.rate,
+        vus: args.vus,
+        duration: args.duration,
+        stages: (!args.stages.is_empty()).then(|| args.stages.clone()),
+        max_in_flight: args.max_in_flight,
+        think_time: args.think_time,
+        timeout: args.timeout,
+        http2: args.http2,
+        runners: RunnerSpec::default(),
+    };
+    let plan = expand(&load, None).map_err(plan_error)?;
+    let spec = LoadTestSpec {
+        load,
+        thresholds,
+        abort_on_fail: args.abort_on_fail,
+        abort_grace_period: args.abort_grace,
+        abort_when: Vec::new(),
+    };
+    // The operator's own checks, as a backstop for whatever the flag checks above let through.
+    LoadTest::new("chaoslab-load", spec.clone()).check_spec().map_err(|e| flag_error(rename_fields(&e)))?;
+    Ok(Invocation { url, source: None, spec, plan, output: args.output, quiet: args.quiet })
+}
+
+/// The LoadTest of `-f`: read, checked like the API server and the operator would check it, and
+/// its target resolved to a URL reachable from here.
+fn from_file(path: &std::path::Path, args: &LoadArgs) -> Result<Invocation, FlagError> {
+    let shown = path.display();
+    let bad = |why: String| flag_error(format!("-f {shown}: {why}"));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)
+        .map_err(|e| bad(format!("not valid YAML: {e}")))?
+        .into_iter()
+        .filter(|d: &serde_json::Value| !d.is_null())
+        .collect();
+    let doc = match docs.as_slice() {
+        [doc] => doc,
+        [] => return Err(bad("holds no document: give a file with one LoadTest".into())),
+        more => return Err(bad(format!("holds {} documents: give a file with one LoadTest", more.len()))),
+    };
+    if doc["apiVersion"] != crate::api::API_VERSION || doc["kind"] != "LoadTest" {
+        return Err(bad(format!(
+            "is apiVersion {} kind {}, not apiVersion {} kind LoadTest",
+            doc["apiVersion"],
+            doc["kind"],
+            crate::api::API_VERSION
+        )));
+    }
+    let lt: LoadTest = serde_json::from_value(doc.clone()).map_err(|e| bad(format!("not a valid LoadTest: {e}")))?;
+    schema_rules(&lt.spec).map_err(&bad)?;
+    lt.check_spec().map_err(&bad)?;
+    let plan = expand(&lt.spec.load, None).map_err(|e| bad(format!("spec.{e}")))?;
+    let target = &lt.spec.load.target;
+    let url = match (&target.url, &target.service, &args.url) {
+        (Some(url), _, None) => url.clone(),
+        (Some(url), _, Some(_)) => {
+            return Err(bad(format!(
+                "the LoadTest's target is the URL {url}: leave the URL argument out (it is for a Service target)"
+            )));
+        }
+        (None, Some(service), Some(base)) => {
+            check_url(base)?;
+            crate::load::service_url(base, service.path.as_deref())
+        }
+        (None, Some(service), None) => {
+            return Err(bad(format!(
+                "the LoadTest's target is the Service {:?}: give the base URL it is reached at from here, such as `chaoslab load -f {shown} http://127.0.0.1:8080` (run chaoslab demo locally, or kubectl port-forward svc/{})",
+                service.name, service.name
+            )));
+        }
+        (None, None, _) => return Err(bad("spec.load.target needs one of url and service".into())),
+    };
+    let name = lt.metadata.name.clone().unwrap_or_default();
+    let namespace = lt.metadata.namespace.clone().map(|ns| format!("{ns}/")).unwrap_or_default();
+    Ok(Invocation {
+        url,
+        source: Some(format!("{shown} (LoadTest {namespace}{name})")),
+        spec: lt.spec,
+        plan,
+        output: args.output,
+        quiet: args.quiet,
+    })
+}
+
+/// What the API server checks of a LoadTest spec before the operator sees it: the schema's
+/// bounds and patterns, and the CEL rules, with the CRD's messages.
+fn schema_rules(spec: &LoadTestSpec) -> Result<(), String> {
+    let load = &spec.load;
+    let count = |field: &str, n: usize, max: usize| {
+        if n > max { Err(format!("{field}: {n} items, at most {max} are allowed")) } else { Ok(()) }
+    };
+    let range = |field: &str, v: Option<u32>, min: u32, max: u32| match v {
+        Some(v) if !(min..=max).contains(&v) => Err(format!("{field}: {v} must be from {min} to {max}")),
+        _ => Ok(()),
+    };
+    let within = |field: &str, d: Option<GoDuration>, min: Duration, max: Duration, message: &str| match d {
+        Some(d) if !(min..=max).contains(&d.as_std()) => Err(format!("{field}: {message}")),
+        _ => Ok(()),
+    };
+    match (&load.target.url, &load.target.service) {
+        (Some(url), None) => check_url(url).map_err(|e| format!("spec.load.target.url: {e}"))?,
+        (None, Some(service)) => {
+            let name = &service.name;
+            let dns = !name.is_empty()
+                && name.len() <= 63
+                && name.starts_with(|c: char| c.is_ascii_lowercase())
+                && !name.ends_with('-')
+                && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !dns {
+                return Err(format!("spec.load.target.service.name: {name:?} is not a Service name"));
+            }
+            if let Some(path) = &service.path
+                && (!path.starts_with('/') || path.len() > 1024)
+            {
+                return Err(format!(
+                    "spec.load.target.service.path: {path:?} must start with / (at most 1024 characters)"
+                ));
+            }
+        }
+        _ => return Err("spec.load.target: load.target needs exactly one of url and service".into()),
+    }
+    count("spec.load.requests", load.requests.len(), 32)?;
+    for (i, r) in load.requests.iter().enumerate() {
+        let field = |f: &str| format!("spec.load.requests[{i}].{f}");
+        if r.name.as_ref().is_some_and(|n| n.len() > 63) {
+            return Err(format!("{}: at most 63 characters", field("name")));
+        }
+        if r.path.as_ref().is_some_and(|p| !p.starts_with('/') || p.len() > 2048) {
+            return Err(format!("{}: must start with / (at most 2048 characters)", field("path")));
+        }
+        if r.body.as_ref().is_some_and(|b| b.len() > 65_536) {
+            return Err(format!("{}: at most 65536 characters", field("body")));
+        }
+        count(&field("expectStatus"), r.expect_status.len(), 16)?;
+        if let Some(s) = r.expect_status.iter().find(|s| !(100..=599).contains(*s)) {
+            return Err(format!("{}: {s} must be from 100 to 599", field("expectStatus")));
+        }
+        range(&field("weight"), Some(r.weight), 1, 1000)?;
+    }
+    range("spec.load.rate", load.rate, 1, 1_000_000)?;
+    range("spec.load.vus", load.vus, 1, 100_000)?;
+    range("spec.load.maxInFlight", load.max_in_flight, 1, 1_000_000)?;
+    range("spec.load.runners.parallelism", Some(load.runners.parallelism), 1, 64)?;
+    let open = load.model == LoadModel::Open;
+    let rules = [
+        (
+            load.stages.is_none() || (load.duration.is_none() && load.preset.is_none()),
+            "load.stages replaces load.duration and load.preset: give stages, or a constant level with a duration, or a preset",
+        ),
+        (
+            !open || load.stages.is_some() || load.rate.is_some(),
+            "load.rate (requests per second) is required for the open model unless load.stages are given",
+        ),
+        (
+            open || load.stages.is_some() || load.vus.is_some(),
+            "load.vus (virtual users) is required for the closed model unless load.stages are given",
+        ),
+        (
+            open || (load.rate.is_none() && load.max_in_flight.is_none()),
+            "load.rate and load.maxInFlight belong to the open model; the closed model uses load.vus",
+        ),
+        (
+            !open || (load.vus.is_none() && load.think_time.is_none()),
+            "load.vus and load.thinkTime belong to the closed model; the open model uses load.rate",
+        ),
+        (
+            load.stages.is_some() || load.preset.is_some() || load.duration.is_some(),
+            crate::api::load::LOAD_LENGTH_MESSAGE,
+        ),
+    ];
+    if let Some((_, message)) = rules.iter().find(|(holds, _)| !holds) {
+        return Err(format!("spec: {message}"));
+    }
+    let day = Duration::from_secs(86_400);
+    within("spec.load.duration", load.duration, Duration::from_secs(1), day, "load.duration must be from 1s to 24h")?;
+    if let Some(stages) = &load.stages {
+        if stages.is_empty() {
+            return Err("spec.load.stages: give at least one stage".into());
+        }
+        count("spec.load.stages", stages.len(), 100)?;
+        for (i, stage) in stages.iter().enumerate() {
+            within(
+                &format!("spec.load.stages[{i}].duration"),
+                Some(stage.duration),
+                Duration::from_secs(1),
+                day,
+                "stages[].duration must be from 1s to 24h",
+            )?;
+            range(&format!("spec.load.stages[{i}].target"), Some(stage.target), 0, 1_000_000)?;
+        }
+    }
+    let minute = Duration::from_secs(60);
+    within("spec.load.thinkTime", load.think_time, Duration::ZERO, minute, "load.thinkTime must be at most 1m")?;
+    within(
+        "spec.load.timeout",
+        Some(load.timeout),
+        Duration::from_millis(1),
+        5 * minute,
+        "load.timeout must be from 1ms to 5m",
+    )?;
+    count("spec.thresholds", spec.thresholds.len(), 32)?;
+    if let Some((i, t)) = spec.thresholds.iter().enumerate().find(|(_, t)| !(3..=200).contains(&t.chars().count())) {
+        return Err(format!("spec.thresholds[{i}]: {t:?} must be 3 to 200 characters long"));
+    }
+    within(
+        "spec.abortGracePeriod",
+        spec.abort_grace_period,
+        Duration::ZERO,
+        Duration::from_secs(3600),
+        "abortGracePeriod must be at most 1h",
+    )?;
+    count("spec.abortWhen", spec.abort_when.len(), 8)?;
+    for (i, rule) in spec.abort_when.iter().enumerate() {
+        if !(3..=200).contains(&rule.when.chars().count()) {
+            return Err(format!("spec.abortWhen[{i}].when: must be 3 to 200 characters long"));
+        }
+        within(
+            &format!("spec.abortWhen[{i}].for"),
+            Some(rule.r#for),
+            Duration::from_secs(1),
+            10 * minute,
+            "abortWhen[].for must be from 1s to 10m",
+        )?;
+    }
+    Ok(())
+}
+
+/// The schema's pattern for `load.target.url`, `^https?://[^\s/]+(/\S*)?$`, at most 2048 chars.
+fn check_url(url: &str) -> Result<(), FlagError> {
+    let bad = |why: &str| {
+        flag_error(format!("URL {url:?} {why}: give http://host[:port][/path], such as http://localhost:8080/"))
+    };
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| bad("does not start with http://"))?;
+    if url.len() > 2048 {
+        return Err(bad("is longer than 2048 characters"));
+    }
+    if url.chars().any(char::is_whitespace) {
+        return Err(bad("contains whitespace"));
+    }
+    if rest.split('/').next().is_none_or(str::is_empty) {
+        return Err(bad("has no host"));
+    }
+    Ok(())
+}
+
+fn bounded(flag: &str, value: GoDuration, min: Duration, max: Duration, allowed: &str) -> Result<(), FlagError> {
+    if (min..=max).contains(&value.as_std()) {
+        Ok(())
+    } else {
+        Err(flag_error(format!("{flag} {}: must be {allowed}", duration_text(value.as_std()))))
+    }
+}
+
+/// A duration as a person writes it on the command line: `500ms`, `1.5s`, `6m`, `1h30m`, `25h`.
+pub(crate) fn duration_text(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        return format!("{}ms", d.as_millis());
+    }
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let millis = d.subsec_millis();
+    let mut text = String::new();
+    if h > 0 {
+        text.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        text.push_str(&format!("{m}m"));
+    }
+    if s > 0 || millis > 0 {
+        if millis > 0 {
+            text.push_str(&format!("{}s", format!("{s}.{millis:03}").trim_end_matches('0')));
+        } else {
+            text.push_str(&format!("{s}s"));
+        }
+    }
+    text
+}
+
+fn thresholds(args: &LoadArgs, model: LoadModel) -> Result<Vec<String>, FlagError> {
+    if args.thresholds.len() > 32 {
+        return Err(flag_error(format!(
+            "--threshold is given {} times, at most 32 are allowed",
+            args.thresholds.len()
+        )));
+    }
+    for text in &args.thresholds {
+        let expression: Expression = text.parse().map_err(|e| flag_error(format!("--threshold {e}")))?;
+        let share_of_target = expression.metric == Metric::AchievedRate && matches!(expression.value, Value::Ratio(_));
+        if model == LoadModel::Closed && share_of_target {
+            return Err(flag_error(format!(
+                "--threshold {text:?}: the closed model schedules no rate, so a percentage of it cannot be judged: compare with requests per second instead, such as achievedRate >= 450"
+            )));
+        }
+    }
+    Ok(args.thresholds.clone())
+}
+
+fn requests(args: &LoadArgs) -> Result<Vec<RequestSpec>, FlagError> {
+    let body = match (&args.body, &args.body_file) {
+        (Some(body), _) => Some(("--body", body.clone())),
+        (None, Some(path)) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| flag_error(format!("--body-file {}: cannot read it: {e}", path.display())))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| flag_error(format!("--body-file {}: is not UTF-8 text", path.display())))?;
+            Some(("--body-file", text))
+        }
+        (None, None) => None,
+    };
+    if let Some((flag, body)) = &body
+        && body.len() > 65_536
+    {
+        return Err(flag_error(format!("{flag}: the body is {} bytes, at most 65536 are allowed", body.len())));
+    }
+    if args.expect_status.len() > 16 {
+        return Err(flag_error(format!(
+            "--expect-status is given {} times, at most 16 are allowed",
+            args.expect_status.len()
+        )));
+    }
+    let mut headers = BTreeMap::new();
+    for (name, value) in &args.headers {
+        if headers.keys().any(|n: &String| n.eq_ignore_ascii_case(name)) {
+            return Err(flag_error(format!("-H/--header {name:?} is given twice: give each header once")));
+        }
+        headers.insert(name.clone(), value.clone());
+    }
+    let method = method(args.method);
+    let body = body.map(|(_, body)| body);
+    if method == HttpMethod::Get && headers.is_empty() && body.is_none() && args.expect_status.is_empty() {
+        // The spec's default: GET on the target.
+        return Ok(Vec::new());
+    }
+    Ok(vec![RequestSpec {
+        name: None,
+        method,
+        path: None,
+        headers,
+        body,
+        expect_status: args.expect_status.clone(),
+        weight: 1,
+    }])
+}
+
+/// The plan errors in the words of the flags.
+fn plan_error(e: PlanError) -> FlagError {
+    flag_error(match e {
+        PlanError::MissingLevel { .. } => {
+            "give --rate (requests per second, open model) or --vus (virtual users, closed model)".to_owned()
+        }
+        PlanError::MissingDuration => {
+            "--duration is required for a constant load (such as --duration 30s), or give --preset or --stage"
+                .to_owned()
+        }
+        PlanError::DurationOutOfBounds(d) => {
+            format!("--duration {}: must be from 1s to 24h", duration_text(d.as_std()))
+        }
+        PlanError::StagesWithPresetOrDuration => {
+            "--stage replaces --duration and --preset: give one of them".to_owned()
+        }
+        PlanError::StageCount(n) => format!("--stage is given {n} times, at most 100 are allowed"),
+        PlanError::StageDurationOutOfBounds { index, duration } => {
+            format!("--stage number {}: {} is not from 1s to 24h", index + 1, duration_text(duration.as_std()))
+        }
+        PlanError::StageTargetTooHigh { index, target } => {
+            format!("--stage number {}: target {target} is above the highest allowed, 1000000", index + 1)
+        }
+        e @ PlanError::LevelTooHigh { .. } => format!("--rate/--vus: {e}"),
+    })
+}
+
+/// The operator's messages name spec fields; the flags name them here.
+fn rename_fields(message: &str) -> String {
+    let mut out = message.to_owned();
+    if let Some(rest) = out.strip_prefix("spec.thresholds[")
+        && let Some(end) = rest.find("]: ")
+    {
+        out = format!("--threshold {}", &rest[end + 3..]);
+    }
+    out.replace("spec.load.", "load.")
+}
+
+fn preset(p: PresetArg) -> Preset {
+    match p {
+        PresetArg::Baseline => Preset::Baseline,
+        PresetArg::Load => Preset::Load,
+        PresetArg::Stress => Preset::Stress,
+        PresetArg::Spike => Preset::Spike,
+        PresetArg::Soak => Preset::Soak,
+        PresetArg::Capacity => Preset::Capacity,
+    }
+}
+
+fn method(m: MethodArg) -> HttpMethod {
+    match m {
+        MethodArg::Get => HttpMethod::Get,
+        MethodArg::Head => HttpMethod::Head,
+        MethodArg::Post => HttpMethod::Post,
+        MethodArg::Put => HttpMethod::Put,
+        MethodArg::Patch => HttpMethod::Patch,
+        MethodArg::Delete => HttpMethod::Delete,
+        MethodArg::Options => HttpMethod::Options,
+    }
+}
+
+/// `DURATION:TARGET`, such as `30s:100`.
+fn parse_stage(text: &str) -> Result<Stage, String> {
+    let (duration, target) = text
+        .split_once(':')
+        .ok_or_else(|| "expected DURATION:TARGET, such as 30s:100 (ramp to 100 over 30s)".to_owned())?;
+    let duration: GoDuration = duration.trim().parse().map_err(|e| format!("{e}"))?;
+    if !(MIN_STAGE..=MAX_STAGE).contains(&duration.as_std()) {
+        return Err(format!("the duration {duration} must be from 1s to 24h"));
+    }
+    let target: u32 = target
+        .trim()
+        .parse()
+        .map_err(|_| format!("the target {:?} is not a whole number from 0 to 1000000", target.trim()))?;
+    if target > MAX_TARGET {
+        return Err(format!("the target {target} is above the highest allowed, 1000000"));
+    }
+    Ok(Stage { duration, target })
+}
+
+/// A threshold that parses, is 3 to 200 characters long and compares with no baseline (a local
+/// run measures none).
+fn parse_threshold(text: &str) -> Result<String, String> {
+    let expression: Expression = text.parse().map_err(|e: crate::domain::expression::ExpressionError| e.problem)?;
+    if !(3..=200).contains(&text.chars().count()) {
+        return Err("a threshold is 3 to 200 characters long".to_owned());
+    }
+    if expression.value.is_relative() {
+        return Err(
+            "compares with a baseline, but `chaoslab load` measures none: use an absolute value, such as p99 < 250ms"
+                .to_owned(),
+        );
+    }
+    Ok(text.to_owned())
+}
+
+/// `Name: value`, with a valid header name and value.
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    let (name, value) =
+        text.split_once(':').ok_or_else(|| "expected 'Name: value', such as 'Authorization: Bearer abc'".to_owned())?;
+    let (name, value) = (name.trim(), value.trim());
+    http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("{name:?} is not a valid header name"))?;
+    http::HeaderValue::from_str(value).map_err(|_| format!("the value of {name} is not a valid header value"))?;
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+/// Runs `chaoslab load` to the end: builds its own runtime, returns the exit code.
+pub fn main(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let invocation = match invocation(&args) {
+        Ok(invocation) => invocation,
+        Err(e) => return Ok(usage_error(&e)),
+    };
+    crate::engine::raise_open_file_limit();
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let interactive = !invocation.quiet && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+    let progress = Progress::new(interactive, !invocation.quiet);
+    let finished = runtime.block_on(run(&invocation, progress))?;
+    // Requests still open at a Ctrl-C or a stop are not waited for past the engine's end.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match invocation.output {
+        OutputFormat::Text => print!("{}", output::text(&invocation, &finished)),
+        OutputFormat::Json => {
+            println!("{}", serde_json::to_string_pretty(&output::json(&invocation, &finished)).context("writing JSON")?)
+        }
+    }
+    Ok(finished.exit_code())
+}
+
+/// Warnings and errors of the engine on stderr; `RUST_LOG` shows more.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // A second subscriber (tests calling main twice) is not an error worth reporting.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// A flag error printed the way clap prints its own, with the usage line; exit status 2.
+fn usage_error(e: &FlagError) -> ExitCode {
+    use clap::Args as _;
+    let mut command = LoadArgs::augment_args(clap::Command::new("chaoslab load"));
+    let error = command.error(ErrorKind::ValueValidation, &e.0);
+    let _ = error.print();
+    ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2))
+}
+
+/// Runs the engine, folding its sealed seconds, drawing progress and acting on stop decisions,
+/// until the plan ends, a decision stops it, or Ctrl-C.
+async fn run(invocation: &Invocation, mut progress: Progress) -> anyhow::Result<Finished> {
+    let mut summary = RunSummary::new(invocation.summary_spec()).context("preparing the run summary")?;
+    let config = EngineConfig::from_profile(
+        &invocation.spec.load,
+        &invocation.url,
+        invocation.plan.clone(),
+        RunnerShare::SINGLE,
+    );
+    let (ticks, mut tick_rx) = mpsc::channel(16);
+    let stop = CancellationToken::new();
+    let start = tokio::time::Instant::now();
+    let wall_start = Instant::now();
+    let mut engine = tokio::spawn(engine::run(config, start, Some(ticks), stop.clone()));
+    let (sigint_tx, mut sigint) = mpsc::channel(2);
+    let signals = tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if sigint_tx.send(()).await.is_err() {
+                break;
+            }
+        }
+    });
+    tracing::debug!(url = %invocation.url, stages = invocation.plan.stages.len(), "load starts");
+    let mut ended = Ended::Completed;
+    let mut interrupted = false;
+    let mut stopped_at: Option<Duration> = None;
+    let mut outcome = None;
+    // spec.abortWhen (a manifest of -f): the figures of each sealed second, judged as they come.
+    let abort_rules = &invocation.spec.abort_when;
+    let open = invocation.spec.load.model == LoadModel::Open;
+    let mut per_second: Vec<Figures> = Vec::new();
+    let mut aborted_by: Option<AbortedBy> = None;
+    loop {
+        tokio::select! {
+            tick = tick_rx.recv() => {
+                let Some(tick) = tick else { break };
+                for (second, bucket) in &tick.sealed {
+                    if let Some(decision) = summary.fold(*second, bucket).context("folding a sealed second")? {
+                        progress.notice(&decision.to_string());
+                        if ended == Ended::Completed {
+                            ended = match decision {
+                                Stop::CapacityBroke { .. } => Ended::CapacityStopped,
+                                Stop::Abort { .. } => Ended::Aborted,
+                            };
+                        }
+                        stopped_at.get_or_insert(wall_start.elapsed());
+                        stop.cancel();
+                    }
+                    if abort_rules.is_empty() || aborted_by.is_some() {
+                        continue;
+                    }
+                    let mid = Duration::from_secs_f64(*second as f64 + 0.5);
+                    per_second.push(bucket.figures(1.0, open.then(|| invocation.plan.level_at(mid))).figures);
+                    if let Some(fired) = fired_abort_rule(abort_rules, *second, &per_second) {
+                        progress.notice(&format!("aborted at {}s: {}", fired.second, fired.reason()));
+                        if ended == Ended::Completed {
+                            ended = Ended::Aborted;
+                        }
+                        stopped_at.get_or_insert(wall_start.elapsed());
+                        stop.cancel();
+                        aborted_by = Some(fired);
+                    }
+                }
+                progress.draw(&tick, &summary);
+            }
+            Some(()) = sigint.recv() => {
+                if interrupted {
+                    progress.clear();
+                    eprintln!("interrupted twice: exiting without a summary");
+                    std::process::exit(130);
+                }
+                progress.notice("interrupted: stopping the load (Ctrl-C again to exit at once)");
+                interrupted = true;
+                if ended == Ended::Completed {
+                    ended = Ended::Interrupted;
+                }
+                stopped_at.get_or_insert(wall_start.elapsed());
+                stop.cancel();
+            }
+            result = &mut engine, if outcome.is_none() => {
+                // The engine ended; what it sealed last may still be queued, so drain the ticks.
+                outcome = Some(result);
+            }
+        }
+    }
+    progress.clear();
+    signals.abort();
+    let result = match outcome {
+        Some(result) => result,
+        None => engine.await,
+    };
+    let outcome = result.context("the load engine stopped unexpectedly")?.map_err(engine_error)?;
+    if outcome.total.counts != summary.total().counts {
+        tracing::warn!(
+            engine = outcome.total.counts.total,
+            summary = summary.total().counts.total,
+            "the sealed seconds do not add up to the engine's total; the summary shows the sealed seconds"
+        );
+    }
+    let planned = invocation.plan.total_duration();
+    let ran = stopped_at.map_or(planned, |at| at.min(planned));
+    let mut end = summary.finish(ran);
+    if let Some(fired) = &aborted_by
+        && end.stop.is_none()
+    {
+        end.verdict = Verdict::Aborted;
+        end.stop = Some(Stop::Abort { second: fired.second, expression: fired.rule.clone(), reason: fired.reason() });
+    }
+    Ok(Finished { summary, end, ended, elapsed: wall_start.elapsed(), aborted_by })
+}
+
+/// The first rule of `spec.abortWhen` whose condition held on each of its last `for` seconds,
+/// judged like the operator does (`abort_fires` over per-second figures).
+fn fired_abort_rule(rules: &[AbortRule], second: u64, seconds: &[Figures]) -> Option<AbortedBy> {
+    rules.iter().find_map(|rule| {
+        let points = rule.r#for.as_std().as_secs().max(1);
+        crate::load::verdict::abort_fires(&rule.when, points, seconds).map(|observed| AbortedBy {
+            rule: rule.when.clone(),
+            r#for: rule.r#for.to_string(),
+            observed,
+            second,
+        })
+    })
+}
+
+/// An engine error in the words of the command line.
+fn engine_error(e: EngineError) -> anyhow::Error {
+    match e {
+        EngineError::Url { url, reason } => anyhow::anyhow!("cannot send load to {url}: {reason}"),
+        EngineError::Request { reason, .. } => {
+            anyhow::anyhow!("the request (--method, -H/--header, --body, --expect-status) cannot be built: {reason}")
+        }
+        other => anyhow::Error::new(other).context("the load engine failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: LoadArgs,
+    }
+
+    fn parse(flags: &[&str]) -> Result<LoadArgs, String> {
+        Cli::try_parse_from(["load"].iter().chain(flags)).map(|c| c.args).map_err(|e| e.to_string())
+    }
+
+    fn convert(flags: &[&str]) -> Result<Invocation, String> {
+        invocation(&parse(flags)?).map_err(|e| e.0)
+    }
+
+    #[track_caller]
+    fn refused(flags: &[&str], says: &[&str]) {
+        let message = match convert(flags) {
+            Ok(i) => panic!("{flags:?} was accepted: {:?}", i.spec),
+            Err(message) => message,
+        };
+        for needle in says {
+            assert!(message.contains(needle), "{flags:?}: {message:?} should say {needle:?}");
+        }
+    }
+
+    const URL: &str = "http://127.0.0.1:8080/";
+
+    #[test]
+    fn a_constant_rate_becomes_an_open_profile_of_one_hold() {
+        let i = convert(&[URL, "--rate", "200", "--duration", "30s", "--threshold", "p99 < 250ms"]).expect("ok");
+        let load = &i.spec.load;
+        assert_eq!(load.model, LoadModel::Open);
+        assert_eq!((load.rate, load.vus, load.duration), (Some(200), None, Some(GoDuration::from_secs(30))));
+        assert_eq!(load.target.url.as_deref(), Some(URL));
+        assert!(load.requests.is_empty(), "a plain GET is the spec's default");
+        assert_eq!(load.timeout, GoDuration::from_secs(10));
+        assert_eq!(i.plan.total_duration(), Duration::from_secs(30));
+        assert_eq!(i.plan.mean_level(), 200.0);
+        assert_eq!(i.spec.thresholds, vec!["p99 < 250ms"]);
+        let s = i.summary_spec();
+        assert_eq!((s.capacity, s.abort_grace), (None, None));
+    }
+
+    #[test]
+    fn vus_make_a_closed_profile_and_stages_a_ramp() {
+        let i = convert(&[URL, "--vus", "20", "--duration", "1m", "--think-time", "100ms"]).expect("ok");
+        assert_eq!(i.spec.load.model, LoadModel::Closed);
+        assert_eq!(i.spec.load.think_time, Some("100ms".parse().expect("duration")));
+        let i = convert(&[URL, "--stage", "10s:100", "--stage", "20s:100", "--stage", "5s:0"]).expect("ok");
+        assert_eq!(i.spec.load.model, LoadModel::Open);
+        assert_eq!(i.plan.start, 0);
+        assert_eq!(i.plan.stages.len(), 3);
+        assert_eq!(i.plan.total_duration(), Duration::from_secs(35));
+        let i = convert(&[URL, "--model", "closed", "--stage", "10s:5"]).expect("ok");
+        assert_eq!(i.spec.load.model, LoadModel::Closed);
+    }
+
+    #[test]
+    fn presets_abort_and_request_flags_reach_the_spec() {
+        let i = convert(&[
+            URL,
+            "--rate",
+            "100",
+            "--preset",
+            "capacity",
+            "--duration",
+            "100s",
+            "--threshold",
+            "errorRate < 1%",
+            "--abort-on-fail",
+            "--abort-grace",
+            "20s",
+            "--method",
+            "post",
+            "-H",
+            "Content-Type: application/json",
+            "--header",
+            "X-Trace:  on ",
+            "--body",
+            "{}",
+            "--expect-status",
+            "201",
+            "--expect-status",
+            "202",
+            "--timeout",
+            "2s",
+            "--max-in-flight",
+            "50",
+            "--http2",
+        ])
+        .expect("ok");
+        assert_eq!(i.spec.load.preset, Some(Preset::Capacity));
+        assert_eq!(i.plan.steps().len(), 20);
+        let s = i.summary_spec();
+        assert_eq!(s.capacity, Some(100));
+        assert_eq!(s.abort_grace, Some(Duration::from_secs(20)));
+        let r = &i.spec.load.requests[0];
+        assert_eq!(r.method, HttpMethod::Post);
+        assert_eq!(r.headers.get("X-Trace").map(String::as_str), Some("on"));
+        assert_eq!(r.headers.len(), 2);
+        assert_eq!(r.body.as_deref(), Some("{}"));
+        assert_eq!(r.expect_status, vec![201, 202]);
+        assert_eq!(i.spec.load.max_in_flight, Some(50));
+        assert!(i.spec.load.http2);
+        assert_eq!(i.spec.load.timeout, GoDuration::from_secs(2));
+        let plain = convert(&[URL, "--rate", "1", "--duration", "1s", "--abort-on-fail"]).expect("ok");
+        assert_eq!(plain.summary_spec().abort_grace, Some(DEFAULT_ABORT_GRACE));
+    }
+
+    #[test]
+    fn clap_refuses_what_it_can_naming_the_flag() {
+        let err = |flags: &[&str]| parse(flags).map(|_| ()).unwrap_err();
+        let e = err(&[URL, "--rate", "10", "--vus", "5", "--duration", "1s"]);
+        assert!(e.contains("'--rate <PER_SECOND>' cannot be used with '--vus <USERS>'"), "{e}");
+        let e = err(&[URL, "--rate", "0", "--duration", "1s"]);
+        assert!(e.contains("'--rate <PER_SECOND>'") && e.contains("1..=1000000"), "{e}");
+        let e = err(&[URL, "--rate", "1", "--duration", "soon"]);
+        assert!(e.contains("'--duration <DURATION>'") && e.contains("such as 30s"), "{e}");
+        let e = err(&[URL, "--threshold", "p99 <"]);
+        assert!(e.contains("'p99 <' for '--threshold <EXPR>'") && e.contains("missing value"), "{e}");
+        let e = err(&[URL, "--threshold", "p98 < 1s"]);
+        assert!(e.contains("metrics are p50"), "{e}");
+        let e = err(&[URL, "--threshold", "p99 <= 2x baseline"]);
+        assert!(e.contains("measures none"), "{e}");
+        let e = err(&[URL, "--stage", "30s"]);
+        assert!(e.contains("'--stage <DURATION:TARGET>'") && e.contains("expected DURATION:TARGET"), "{e}");
+        let e = err(&[URL, "--stage", "500ms:10"]);
+        assert!(e.contains("must be from 1s to 24h"), "{e}");
+        let e = err(&[URL, "--stage", "5s:many"]);
+        assert!(e.contains("not a whole number"), "{e}");
+        let e = err(&[URL, "--stage", "5s:10", "--rate", "5"]);
+        assert!(e.contains("cannot be used with"), "{e}");
+        let e = err(&[URL, "--rate", "1", "--preset", "hammer"]);
+        assert!(e.contains("'--preset <PRESET>'") && e.contains("capacity"), "{e}");
+        let e = err(&[URL, "-H", "no colon"]);
+        assert!(e.contains("'-H, --header <NAME: VALUE>'") || e.contains("--header"), "{e}");
+        let e = err(&[URL, "-H", "Bad Name: x"]);
+        assert!(e.contains("not a valid header name"), "{e}");
+        let e = err(&[URL, "--expect-status", "600"]);
+        assert!(e.contains("--expect-status"), "{e}");
+        let e = err(&[URL, "--abort-grace", "5s"]);
+        assert!(e.contains("--abort-on-fail"), "{e}");
+        let e = err(&[URL, "--body", "x", "--body-file", "f"]);
+        assert!(e.contains("cannot be used with"), "{e}");
+        let e = err(&[URL, "--rate", "10", "--duration", "1s", "--think-time", "1s"]);
+        assert!(e.contains("'--rate <PER_SECOND>' cannot be used with '--think-time <DURATION>'"), "{e}");
+        let e = err(&[URL, "--max-in-flight", "5", "--vus", "3"]);
+        assert!(e.contains("cannot be used with"), "{e}");
+        let e = err(&[URL, "--threads", "0"]);
+        assert!(e.contains("--threads"), "{e}");
+        let e = err(&[URL, "-o", "yaml"]);
+        assert!(e.contains("--output"), "{e}");
+    }
+
+    #[test]
+    fn the_loadtest_rules_refuse_the_rest_naming_the_flag() {
+        refused(&[URL, "--duration", "10s"], &["give --rate", "--vus", "--stage"]);
+        refused(&[URL, "--rate", "10"], &["--duration is required"]);
+        refused(&[URL, "--rate", "10", "--duration", "25h"], &["--duration 25h: must be from 1s to 24h"]);
+        refused(&[URL, "--rate", "10", "--duration", "500ms"], &["--duration 500ms"]);
+        refused(&["localhost:8080", "--rate", "1", "--duration", "1s"], &["URL \"localhost:8080\"", "http://"]);
+        refused(&["http:///x", "--rate", "1", "--duration", "1s"], &["has no host"]);
+        refused(&[URL, "--rate", "300000", "--preset", "spike"], &["--rate/--vus", "spike preset", "at most 200000"]);
+        refused(&[URL, "--rate", "10", "--preset", "capacity"], &["--preset capacity needs at least one --threshold"]);
+        refused(&[URL, "--stage", "5s:5", "--think-time", "1s"], &["--think-time belongs to the closed"]);
+        refused(&[URL, "--model", "closed", "--stage", "5s:5", "--max-in-flight", "3"], &["--max-in-flight"]);
+        refused(&[URL, "--model", "closed", "--rate", "5", "--duration", "1s"], &["--rate belongs to the open model"]);
+        refused(&[URL, "--model", "open", "--vus", "5", "--duration", "1s"], &["--vus belongs to the closed model"]);
+        refused(&[URL, "--rate", "1", "--duration", "1s", "--timeout", "6m"], &["--timeout 6m", "1ms to 5m"]);
+        refused(&[URL, "--vus", "1", "--duration", "1s", "--think-time", "2m"], &["--think-time 2m", "at most 1m"]);
+        refused(
+            &[URL, "--rate", "1", "--duration", "1s", "--abort-on-fail", "--abort-grace", "2h"],
+            &["--abort-grace 2h"],
+        );
+        refused(
+            &[URL, "--vus", "5", "--duration", "1s", "--threshold", "achievedRate >= 99%"],
+            &["--threshold \"achievedRate >= 99%\"", "closed model", "achievedRate >= 450"],
+        );
+        refused(
+            &[URL, "--rate", "1", "--duration", "1s", "-H", "A: 1", "-H", "a: 2"],
+            &["-H/--header \"a\" is given twice"],
+        );
+        let big = "x".repeat(65_537);
+        refused(&[URL, "--rate", "1", "--duration", "1s", "--body", &big], &["--body: the body is 65537 bytes"]);
+        refused(
+            &[URL, "--rate", "1", "--duration", "1s", "--body-file", "/nonexistent/body"],
+            &["--body-file /nonexistent/body: cannot read it"],
+        );
+        let many: Vec<String> = (0..101).map(|_| "1s:1".to_owned()).collect();
+        let mut flags = vec![URL];
+        for stage in &many {
+            flags.extend(["--stage", stage]);
+        }
+        refused(&flags, &["--stage is given 101 times"]);
+    }
+
+    /// A manifest in a file of its own under the target directory; removed when dropped.
+    struct Manifest(PathBuf);
+
+    impl Manifest {
+        fn new(name: &str, text: &str) -> Manifest {
+            let dir = std::env::temp_dir().join(format!("chaoslab-load-f-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let path = dir.join(name);
+            std::fs::write(&path, text).expect("write manifest");
+            Manifest(path)
+        }
+
+        fn path(&self) -> &str {
+            self.0.to_str().expect("UTF-8 path")
+        }
+    }
+
+    impl Drop for Manifest {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    const SERVICE_LT: &str = "apiVersion: chaoslab.dev/v1alpha1
+kind: LoadTest
+metadata: {name: baseline, namespace: chaoslab-demo}
+spec:
+  load:
+    target: {service: {name: frontend, port: http, path: /shop/}}
+    requests: [{path: /items, expectStatus: [200]}]
+    preset: baseline
+    rate: 100
+    duration: 10s
+    runners: {parallelism: 2}
+  thresholds: ['p99 < 300ms', 'errorRate < 1%']
+  abortWhen: [{when: 'errorRate > 50%', for: 3s}]
+";
+
+    #[test]
+    fn a_manifest_runs_its_spec_against_the_base_url_given_for_its_service() {
+        let m = Manifest::new("service.yaml", SERVICE_LT);
+        let i = convert(&["-f", m.path(), "http://127.0.0.1:18080/", "-o", "json", "-q"]).expect("ok");
+        assert_eq!(i.url, "http://127.0.0.1:18080/shop", "the base URL with the spec's path");
+        assert_eq!(i.spec.load.preset, Some(Preset::Baseline));
+        assert_eq!(i.spec.load.requests[0].path.as_deref(), Some("/items"));
+        assert_eq!(i.spec.thresholds, vec!["p99 < 300ms", "errorRate < 1%"]);
+        assert_eq!(i.spec.abort_when.len(), 1);
+        assert_eq!(i.plan.mean_level(), 10.0, "baseline: 10% of 100/s");
+        assert_eq!(i.plan.total_duration(), Duration::from_secs(10));
+        assert_eq!((i.output, i.quiet), (OutputFormat::Json, true));
+        assert!(
+            i.source.as_deref().is_some_and(|s| s.ends_with("(LoadTest chaoslab-demo/baseline)")),
+            "{:?}",
+            i.source
+        );
+
+        let url_lt = SERVICE_LT
+            .replace("{service: {name: frontend, port: http, path: /shop/}}", "{url: 'http://127.0.0.1:9/x'}");
+        let u = Manifest::new("url.yaml", &url_lt);
+        assert_eq!(convert(&["-f", u.path()]).expect("ok").url, "http://127.0.0.1:9/x");
+    }
+
+    #[test]
+    fn a_manifest_is_refused_with_what_is_wrong() {
+        let m = Manifest::new("refused.yaml", SERVICE_LT);
+        let e = convert(&["-f", m.path()]).expect_err("no base URL");
+        assert!(e.contains("Service \"frontend\"") && e.contains("give the base URL"), "{e}");
+        let url_lt =
+            SERVICE_LT.replace("{service: {name: frontend, port: http, path: /shop/}}", "{url: 'http://x:1/'}");
+        let u = Manifest::new("url-and-arg.yaml", &url_lt);
+        let e = convert(&["-f", u.path(), "http://127.0.0.1:1/"]).expect_err("URL twice");
+        assert!(e.contains("leave the URL argument out"), "{e}");
+        for (name, from, to, says) in [
+            ("rate.yaml", "rate: 100", "rate: 0", "spec.load.rate: 0 must be from 1 to 1000000"),
+            ("cel.yaml", "rate: 100", "vus: 100", "load.rate (requests per second) is required for the open model"),
+            ("threshold.yaml", "'p99 < 300ms'", "'p99 < soon'", "spec.thresholds[0]"),
+            ("abort.yaml", "for: 3s", "for: 20m", "abortWhen[].for must be from 1s to 10m"),
+            ("kind.yaml", "kind: LoadTest", "kind: Drill", "not apiVersion chaoslab.dev/v1alpha1 kind LoadTest"),
+            ("field.yaml", "preset: baseline", "preset: hammer", "not a valid LoadTest"),
+        ] {
+            let bad = Manifest::new(name, &SERVICE_LT.replace(from, to));
+            let e = convert(&["-f", bad.path(), "http://127.0.0.1:1"]).expect_err(name);
+            assert!(e.starts_with(&format!("-f {}: ", bad.path())) && e.contains(says), "{name}: {e}");
+        }
+        let two = Manifest::new("two.yaml", &format!("{SERVICE_LT}---\n{SERVICE_LT}"));
+        assert!(convert(&["-f", two.path(), "http://a/"]).expect_err("two").contains("holds 2 documents"));
+        let e = convert(&["-f", "/nonexistent/lt.yaml"]).expect_err("missing");
+        assert!(e.contains("-f /nonexistent/lt.yaml: cannot read it"), "{e}");
+    }
+
+    #[test]
+    fn with_a_manifest_only_the_url_and_output_flags_are_allowed() {
+        let err = |flags: &[&str]| parse(flags).map(|_| ()).unwrap_err();
+        for flag in [&["--rate", "5"][..], &["--threshold", "p99 < 1s"], &["--timeout", "1s"], &["--method", "POST"]] {
+            let mut flags = vec!["-f", "lt.yaml"];
+            flags.extend(flag);
+            let e = err(&flags);
+            assert!(e.contains("'--file <PATH>' cannot be used with"), "{flags:?}: {e}");
+        }
+        assert!(parse(&["-f", "lt.yaml", "http://a/", "-o", "json", "--threads", "2", "-q"]).is_ok());
+        let e = err(&[]);
+        assert!(e.contains("<URL>"), "the URL is required without -f: {e}");
+    }
+
+    #[test]
+    fn durations_read_as_written() {
+        let text = |ms: u64| duration_text(Duration::from_millis(ms));
+        assert_eq!(text(500), "500ms");
+        assert_eq!(text(1_500), "1.5s");
+        assert_eq!(text(360_000), "6m");
+        assert_eq!(text(5_400_000), "1h30m");
+        assert_eq!(text(90_000_000), "25h");
+        assert_eq!(text(3_723_250), "1h2m3.25s");
+    }
+
+    #[test]
+    fn operator_messages_are_renamed_to_flags() {
+        assert_eq!(
+            rename_fields("spec.thresholds[2]: \"p99 <\": missing value"),
+            "--threshold \"p99 <\": missing value"
+        );
+        assert_eq!(rename_fields("spec.load.duration lasts 1s"), "load.duration lasts 1s");
+    }
+
+    #[test]
+    fn help_documents_every_flag_with_examples() {
+        use clap::CommandFactory as _;
+        let help = Cli::command().render_long_help().to_string();
+        for flag in [
+            "--rate",
+            "--vus",
+            "--model",
+            "--duration",
+            "--preset",
+            "--stage",
+            "--threshold",
+            "--abort-on-fail",
+            "--abort-grace",
+            "--method",
+            "--header",
+            "--body",
+            "--body-file",
+            "--expect-status",
+            "--timeout",
+            "--max-in-flight",
+            "--think-time",
+            "--http2",
+            "--output",
+            "--threads",
+            "--quiet",
+        ] {
+            assert!(help.contains(flag), "--help lacks {flag}");
+        }
+        assert!(help.contains("Examples:") && help.contains("--preset capacity"));
+        assert!(help.contains("coordinated omission"));
+        for arg in Cli::command().get_arguments() {
+            assert!(arg.get_help().is_some() || arg.get_long_help().is_some(), "{} has no help", arg.get_id());
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Shared test support: validating manifests the way the API server does (OpenAPI schema with
+//! defaults, then CEL rules), without an API server.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use serde_json::Value;
+
+pub mod helm;
+pub mod topology;
+
+/// The repository's root: tests run in the binary crate's directory (crates/chaoslab).
+pub fn repo_root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    repo_root().join(rel)
+}
+
+/// Every YAML document of a file, as JSON values; empty documents are skipped.
+pub fn yaml_documents(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_saphyr::from_multiple::<Value>(&text)
+        .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()))
+        .into_iter()
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// The files of a directory (recursively) with the given extension, sorted.
+pub fn files_under(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("reading {}: {e}", d.display())) {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == ext) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The CRD serving a chaoslab manifest's kind.
+pub fn crd_for(manifest: &Value) -> CustomResourceDefinition {
+    let kind = manifest["kind"].as_str().expect("manifest has a kind");
+    chaoslab::api::crds()
+        .into_iter()
+        .find(|c| c.spec.names.kind == kind)
+        .unwrap_or_else(|| panic!("no chaoslab CRD serves kind {kind}"))
+}
+
+fn openapi_schema(crd: &CustomResourceDefinition) -> Value {
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .expect("CRD has an openAPIV3Schema");
+    serde_json::to_value(schema).expect("schema serializes")
+}
+
+/// Validate a manifest (an update when `old` is given) like the API server: the structural
+/// schema (types, enums, ranges, patterns, required fields), then the CEL rules with defaults
+/// applied. Returns every error as `path: message`.
+pub fn validate(manifest: &Value, old: Option<&Value>) -> Result<(), Vec<String>> {
+    let crd = crd_for(manifest);
+    let schema = openapi_schema(&crd);
+    // The apiserver validates spec and status but not metadata/apiVersion/kind against the
+    // schema; the schema does not declare them, so drop them for the structural check.
+    let mut body = manifest.clone();
+    if let Some(obj) = body.as_object_mut() {
+        obj.remove("metadata");
+        obj.remove("apiVersion");
+        obj.remove("kind");
+    }
+    let validator = jsonschema::draft4::new(&schema).expect("the CRD schema compiles as JSON schema");
+    let mut errors: Vec<String> = validator
+        .iter_errors(&body)
+        .map(|e| {
+            let path = e.instance_path.to_string().trim_start_matches('/').replace('/', ".");
+            format!("{path}: {e}")
+        })
+        .collect();
+    // Like the apiserver, CEL rules only run on an object whose structure is valid.
+    if errors.is_empty()
+        && let Err(cel) = kube::core::cel::Validator::new().validate(&schema, manifest, old)
+    {
+        errors.extend(cel.iter().map(|e| e.to_string()));
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}

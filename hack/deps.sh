@@ -4,7 +4,7 @@
 #   - Debian packages (apt-get, as root): make, git, ca-certificates, build-essential, and for the
 #     local cluster: iproute2 (network namespaces), openssl (its PKI), curl (health checks),
 #     procps (kill), util-linux (setsid, flock), time (build memory figures), bc (bench/), and
-#     chromium (headless: the HTML report is opened and screenshotted in tests/lab.rs)
+#     chromium (headless: the HTML report is opened and screenshotted in tests/it/lab.rs)
 #   - rustup components: rustfmt, clippy
 #   - Go (>= 1.26, see hack/k8s/versions.env) must be on PATH: it builds helm and Kubernetes' parts.
 set -euo pipefail

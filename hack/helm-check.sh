@@ -44,7 +44,7 @@ render defaults
 render watch-namespaces --set 'watchNamespaces={a,b}' --set leaderElection.enabled=false
 render demo --set demo.enabled=true
 
-# A few cheap sanity checks on top of tests/chart.rs, which checks the rendered objects in depth.
+# A few cheap sanity checks on top of tests/it/chart.rs, which checks the rendered objects in depth.
 grep -q '^kind: Deployment$' "$out/defaults.yaml" || fail "default render has no Deployment"
 grep -q '^kind: ClusterRoleBinding$' "$out/defaults.yaml" || fail "default render has no ClusterRoleBinding"
 grep -q '^kind: Role$' "$out/defaults.yaml" || fail "default render has no leader-election Role"

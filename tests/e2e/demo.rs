@@ -1,6 +1,6 @@
 //! The chart's demo app on the real API server: `demo.enabled=true` installs the lab's topology
 //! (frontend → catalog → inventory) in its own opted-in namespace, and uninstalls it. kwok runs
-//! the pods (no process); the services' behaviour is tested on loopback (tests/demo.rs).
+//! the pods (no process); the services' behaviour is tested on loopback (tests/it/demo.rs).
 
 use k8s_openapi::api::{
     apps::v1::Deployment,

@@ -2,7 +2,7 @@
 //! shadow Service, and its exact revert on expiry, on deletion, on abort and after an operator
 //! SIGKILL; a Service deleted mid-fault; a second fault on the same Service refused. The proxy
 //! pods run on kwok nodes (they do not execute), so no traffic crosses them here and a fault
-//! that ran to its end is Inconclusive; the data plane is tested on loopback (tests/proxy.rs).
+//! that ran to its end is Inconclusive; the data plane is tested on loopback (tests/it/proxy.rs).
 
 use std::{collections::BTreeMap, time::Duration};
 

@@ -3,7 +3,7 @@
 //! inventory with the flags of the drills' local topology, a Service and a PDB each, a CPU HPA on
 //! frontend, and the namespace opted in to chaos — and nothing of it when disabled.
 //!
-//! helm comes from `$HELM`, else the cache hack/tools.sh fills, else PATH (tests/support/helm.rs).
+//! helm comes from `$HELM`, else the cache hack/tools.sh fills, else PATH (tests/it/support/helm.rs).
 //! Without it the tests fail: run `bash hack/tools.sh`.
 
 use crate::support::helm;

@@ -116,6 +116,7 @@ fn f(v: &Value) -> f64 {
 
 #[test]
 fn a_passing_run_exits_0_with_figures_that_match_the_server() {
+    let _group = crate::support::group("cli_load");
     let server = serve(|_| (200, Duration::ZERO));
     let output = run(&[
         &server.url,
@@ -166,6 +167,7 @@ fn a_passing_run_exits_0_with_figures_that_match_the_server() {
 
 #[test]
 fn a_failing_threshold_exits_1_and_the_table_says_which() {
+    let _group = crate::support::group("cli_load");
     let server = serve(|_| (200, Duration::from_millis(30)));
     let output = run(&[
         &server.url,
@@ -188,6 +190,7 @@ fn a_failing_threshold_exits_1_and_the_table_says_which() {
 
 #[test]
 fn bad_flags_exit_2_naming_the_flag() {
+    let _group = crate::support::group("cli_load");
     for (args, says) in [
         (&["--rate", "10", "--vus", "5", "--duration", "1s"][..], &["--rate", "--vus"][..]),
         (&["--rate", "10"][..], &["--duration"][..]),
@@ -209,6 +212,7 @@ fn bad_flags_exit_2_naming_the_flag() {
 
 #[test]
 fn capacity_finds_a_knee_below_the_level_where_the_server_degrades() {
+    let _group = crate::support::group("cli_load");
     // At most 15 requests per wall-clock second are served; more get 503. The capacity preset
     // around 100/s with D = 100s climbs 10/s, 20/s, … in holds of 10s: 10/s holds, 20/s breaks.
     let server = serve(|n| (if n > 15 { 503 } else { 200 }, Duration::ZERO));
@@ -246,6 +250,7 @@ fn capacity_finds_a_knee_below_the_level_where_the_server_degrades() {
 
 #[test]
 fn abort_on_fail_stops_a_run_that_cannot_pass() {
+    let _group = crate::support::group("cli_load");
     let server = serve(|_| (500, Duration::ZERO));
     let output = run(&[
         &server.url,
@@ -272,6 +277,7 @@ fn abort_on_fail_stops_a_run_that_cannot_pass() {
 
 #[test]
 fn the_closed_model_runs_virtual_users_and_has_no_target_rate() {
+    let _group = crate::support::group("cli_load");
     let server = serve(|_| (200, Duration::from_millis(10)));
     let output = run(&[&server.url, "--vus", "2", "--duration", "2s", "--threshold", "rps > 10", "-o", "json"]);
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
@@ -290,6 +296,7 @@ fn the_closed_model_runs_virtual_users_and_has_no_target_rate() {
 
 #[test]
 fn ctrl_c_stops_the_run_and_still_prints_the_summary() {
+    let _group = crate::support::group("cli_load");
     let server = serve(|_| (200, Duration::ZERO));
     let child = chaoslab(&[&server.url, "--rate", "20", "--duration", "60s", "-o", "json"])
         .stdout(Stdio::piped())
@@ -340,6 +347,7 @@ fn loadtest(target: &str, rest: &str) -> String {
 
 #[test]
 fn a_manifest_runs_its_spec_and_is_judged_by_its_thresholds() {
+    let _group = crate::support::group("cli_load");
     let server = serve(|_| (200, Duration::ZERO));
     let m = Manifest::new(
         "pass.yaml",
@@ -379,6 +387,7 @@ fn a_manifest_runs_its_spec_and_is_judged_by_its_thresholds() {
 
 #[test]
 fn a_manifests_abort_rule_stops_the_run() {
+    let _group = crate::support::group("cli_load");
     let server = serve(|_| (500, Duration::ZERO));
     let m = Manifest::new(
         "abort.yaml",
@@ -402,6 +411,7 @@ fn a_manifests_abort_rule_stops_the_run() {
 
 #[test]
 fn a_manifest_with_conflicting_flags_or_a_bad_spec_exits_2_saying_why() {
+    let _group = crate::support::group("cli_load");
     let m = Manifest::new("svc.yaml", &loadtest("{service: {name: frontend}}", "    rate: 10\n    duration: 1s\n"));
     let bad = Manifest::new("bad.yaml", &loadtest("{url: 'http://127.0.0.1:9/'}", "    rate: 10\n"));
     for (args, says) in [

@@ -1,6 +1,6 @@
 //! The command line's text, as people see it: the help of every person-facing subcommand, a
 //! stored report rendered, and the refusals of bad input, each with its exit code. The cases are
-//! in tests/cmd/*.md (trycmd); `TRYCMD=overwrite cargo test --test cli_text` rewrites them after
+//! in tests/cmd/*.md (trycmd); `TRYCMD=overwrite cargo test --test it cli_text` rewrites them after
 //! a deliberate change, to be reviewed like any other.
 
 #[test]

@@ -33,6 +33,7 @@ fn measure(lab: &topology::Topology, rate: u32, seconds: u32) -> (f64, f64, f64)
 
 #[test]
 fn a_breaker_in_catalog_spares_a_slow_inventory_and_keeps_the_frontend_fast() {
+    let _group = crate::support::group("demo");
     // Catalog gives inventory 400 ms; its breaker opens once 5 of the last 10 calls failed and
     // stays open for a minute, longer than the test.
     let lab = topology(
@@ -128,6 +129,7 @@ fn sigterm_under_load(graceful: bool) -> (usize, Option<i32>, Option<(u16, u16)>
 
 #[test]
 fn a_graceful_shutdown_answers_every_request_in_flight() {
+    let _group = crate::support::group("demo");
     let (answered, code, during, took) = sigterm_under_load(true);
     eprintln!("graceful: {answered} of 8 answered, exit {code:?} after {took:?}, during the delay {during:?}");
     assert_eq!(answered, 8, "no request in flight is lost");
@@ -138,6 +140,7 @@ fn a_graceful_shutdown_answers_every_request_in_flight() {
 
 #[test]
 fn an_abrupt_shutdown_drops_every_request_in_flight() {
+    let _group = crate::support::group("demo");
     let (answered, code, _, took) = sigterm_under_load(false);
     eprintln!("ungraceful: {answered} of 8 answered, exit {code:?} after {took:?}");
     assert_eq!(answered, 0, "every request in flight is lost");
@@ -147,6 +150,7 @@ fn an_abrupt_shutdown_drops_every_request_in_flight() {
 
 #[test]
 fn retries_without_a_budget_multiply_the_calls_and_a_budget_caps_them() {
+    let _group = crate::support::group("demo");
     // Inventory fails every request; catalog retries 3 times, with no budget.
     let lab = topology(
         &["--latency", "1ms"],

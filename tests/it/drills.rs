@@ -59,6 +59,7 @@ fn checked<K: serde::de::DeserializeOwned + SpecCheck>(doc: &Value) -> Result<()
 
 #[test]
 fn every_drill_is_valid_and_states_its_verdict() {
+    let _group = crate::support::group("drills");
     let all = drills();
     let names: Vec<&str> = all.iter().map(|d| d.name.as_str()).collect();
     for lesson in [
@@ -150,6 +151,7 @@ fn figures(doc: &Value) -> String {
 
 #[test]
 fn every_loadtest_drill_ends_with_its_stated_verdict() {
+    let _group = crate::support::group("drills");
     let started = Instant::now();
     let lab = topology::lab();
     let drills: Vec<DrillFile> = drills().into_iter().filter(DrillFile::runs_locally).collect();

@@ -40,6 +40,7 @@ fn expected_verdict(path: &Path) -> String {
 
 #[test]
 fn the_tour_runs_on_loopback_to_its_stated_verdict_and_writes_its_report() {
+    let _group = crate::support::group("lab");
     let out = scratch("tour");
     let dir = out.to_str().expect("a UTF-8 path");
     let run = chaoslab(&["lab", "--out", dir]);
@@ -116,6 +117,7 @@ fn screenshot_shows_the_charts(page: &Path) {
 
 #[test]
 fn files_the_lab_cannot_run_are_refused_with_the_reason() {
+    let _group = crate::support::group("lab");
     let loadtest = chaoslab(&["lab", repo_path("examples/loadtest.yaml").to_str().expect("path")]);
     assert!(!loadtest.status.success());
     assert!(text(&loadtest.stderr).contains("a LoadTest runs with `chaoslab load -f"), "{}", text(&loadtest.stderr));

@@ -130,6 +130,7 @@ fn second_counts(ran: &Ran) -> BTreeMap<u64, u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_open_model_sends_the_schedule_on_time() {
+    let _group = crate::support::group("load_engine");
     let (addr, seen) = server::start(Behaviour::Fast).await;
     let ran = run_ok(config(format!("http://{addr}/"), LoadModel::Open, constant(1000, 3.0))).await;
     let counts = &ran.outcome.total.counts;
@@ -155,6 +156,7 @@ async fn the_open_model_sends_the_schedule_on_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stall_shows_in_the_open_model_and_hides_in_the_closed_one() {
+    let _group = crate::support::group("load_engine");
     // Each server stalls from 1 s to 2 s after the run's start (50 ms from now).
     let stall = || {
         let start = Instant::now() + ms(50);
@@ -192,6 +194,7 @@ async fn a_stall_shows_in_the_open_model_and_hides_in_the_closed_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unexpected_statuses_are_classified() {
+    let _group = crate::support::group("load_engine");
     let (addr, seen) = server::start(Behaviour::FailEvery(5)).await;
     let ran = run_ok(config(format!("http://{addr}/"), LoadModel::Open, constant(500, 2.0))).await;
     let counts = &ran.outcome.total.counts;
@@ -209,6 +212,7 @@ async fn unexpected_statuses_are_classified() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_connections_are_classified_and_the_run_goes_on() {
+    let _group = crate::support::group("load_engine");
     let (addr, accepted) = server::breaking().await;
     let ran = run_ok(config(format!("http://{addr}/"), LoadModel::Open, constant(200, 1.0))).await;
     let counts = &ran.outcome.total.counts;
@@ -231,6 +235,7 @@ async fn broken_connections_are_classified_and_the_run_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_slower_than_the_timeout_times_out() {
+    let _group = crate::support::group("load_engine");
     let (addr, _) = server::start(Behaviour::Delay(ms(600))).await;
     let mut cfg = config(format!("http://{addr}/"), LoadModel::Open, constant(50, 1.0));
     cfg.timeout = ms(150);
@@ -246,6 +251,7 @@ async fn a_server_slower_than_the_timeout_times_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_beyond_max_in_flight_are_dropped_not_delayed() {
+    let _group = crate::support::group("load_engine");
     let (addr, seen) = server::start(Behaviour::Delay(ms(500))).await;
     let mut cfg = config(format!("http://{addr}/"), LoadModel::Open, constant(200, 2.0));
     cfg.max_in_flight = 10;
@@ -265,6 +271,7 @@ async fn requests_beyond_max_in_flight_are_dropped_not_delayed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_model_throughput_follows_littles_law() {
+    let _group = crate::support::group("load_engine");
     // 8 VUs, 50 ms per request: 8 / 0.05 s = 160 req/s.
     let (addr, seen) = server::start(Behaviour::Delay(ms(50))).await;
     let ran = run_ok(config(format!("http://{addr}/"), LoadModel::Closed, constant(8, 2.0))).await;
@@ -283,6 +290,7 @@ async fn closed_model_throughput_follows_littles_law() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_model_vus_ramp_up_and_down() {
+    let _group = crate::support::group("load_engine");
     // 2 VUs for 1 s, a ramp to 8 over 1 s, 8 for 1 s, a ramp down to 0 over 1 s.
     let (addr, seen) = server::start(Behaviour::Delay(ms(50))).await;
     let plan = Plan { start: 2, stages: vec![stage(1.0, 2), stage(1.0, 8), stage(1.0, 8), stage(1.0, 0)] };
@@ -305,6 +313,7 @@ async fn closed_model_vus_ramp_up_and_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_with_prior_knowledge() {
+    let _group = crate::support::group("load_engine");
     let (addr, seen) = server::start(Behaviour::Fast).await;
     let mut cfg = config(format!("http://{addr}/h2"), LoadModel::Open, constant(500, 1.0));
     cfg.http2 = true;
@@ -327,6 +336,7 @@ async fn http2_with_prior_knowledge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_weighted_mix_hits_paths_in_proportion() {
+    let _group = crate::support::group("load_engine");
     let (addr, seen) = server::start(Behaviour::Fast).await;
     let mut cfg = config(format!("http://{addr}/api"), LoadModel::Open, constant(500, 2.0));
     let mut post = request("/c", 1);
@@ -348,6 +358,7 @@ async fn the_weighted_mix_hits_paths_in_proportion() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_ends_the_run_early_and_keeps_the_books() {
+    let _group = crate::support::group("load_engine");
     // An open model of 60 s, stopped at its first tick.
     let (addr, _) = server::start(Behaviour::Fast).await;
     let ran = run_with(config(format!("http://{addr}/"), LoadModel::Open, constant(200, 60.0)), Some(1)).await.unwrap();
@@ -376,6 +387,7 @@ async fn stopping_ends_the_run_early_and_keeps_the_books() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resumed_runner_skips_the_past_and_shares_the_load() {
+    let _group = crate::support::group("load_engine");
     let (addr, seen) = server::start(Behaviour::Fast).await;
     let mut cfg = config(format!("http://{addr}/"), LoadModel::Open, constant(400, 2.0));
     // Runner 1 of 2, resuming at 1 s: half of the second second's 400 requests.
@@ -389,6 +401,7 @@ async fn a_resumed_runner_skips_the_past_and_shares_the_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_configurations_are_errors() {
+    let _group = crate::support::group("load_engine");
     let https = config("https://127.0.0.1:1/".to_owned(), LoadModel::Open, constant(1, 1.0));
     assert!(matches!(run_with(https, None).await, Err(EngineError::Url { .. })));
     let mut bad = config("http://127.0.0.1:1/".to_owned(), LoadModel::Open, constant(1, 1.0));

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod architecture;
 mod chart;
 mod chart_demo;
 mod ci_example;

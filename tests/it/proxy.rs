@@ -5,7 +5,7 @@
 //! SIGTERM, and HTTP/2.
 //!
 //! The machine is shared (2 cores, other builds): every tolerance says what it allows. Each test
-//! prints its measured figures (`cargo test --test proxy -- --nocapture`).
+//! prints its measured figures (`cargo test --test it proxy:: -- --nocapture`).
 
 mod harness;
 
@@ -34,6 +34,7 @@ fn route_to(upstream: std::net::SocketAddr) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_latency_is_the_configured_delay_at_p50() {
+    let _group = crate::support::group("proxy");
     let (up, _) = upstream().await;
     let proxy = ProxyProcess::start(&["--route", &route_to(up)]);
     // Warm up, then the baseline through the proxy with no fault, paced like the delayed
@@ -55,6 +56,7 @@ async fn injected_latency_is_the_configured_delay_at_p50() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jitter_distributions_show_their_spread() {
+    let _group = crate::support::group("proxy");
     let (up, _) = upstream().await;
     let proxy = ProxyProcess::start(&["--route", &route_to(up)]);
     let run = |distribution: &'static str, delay: &'static str| {
@@ -121,6 +123,7 @@ async fn jitter_distributions_show_their_spread() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_hits_its_percent_with_its_status_and_body_and_match_selects_requests() {
+    let _group = crate::support::group("proxy");
     let (up, seen) = upstream().await;
     let proxy = ProxyProcess::start(&["--route", &route_to(up)]);
     proxy
@@ -187,6 +190,7 @@ async fn abort_hits_its_percent_with_its_status_and_body_and_match_selects_reque
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_is_a_connection_reset_and_blackhole_never_answers_until_released() {
+    let _group = crate::support::group("proxy");
     let (up, seen) = upstream().await;
     let proxy = ProxyProcess::start(&["--route", &route_to(up)]);
     proxy.put_faults(&fault_set(r#"{"type":"reset"}"#, 60.0)).await;
@@ -227,6 +231,7 @@ async fn reset_is_a_connection_reset_and_blackhole_never_answers_until_released(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bandwidth_limits_a_body_within_ten_percent() {
+    let _group = crate::support::group("proxy");
     let (up, _) = upstream().await;
     let proxy = ProxyProcess::start(&["--route", &route_to(up)]);
     proxy.put_faults(&fault_set(r#"{"type":"bandwidth","bandwidth":{"bytesPerSecond":262144}}"#, 60.0)).await;
@@ -240,6 +245,7 @@ async fn bandwidth_limits_a_body_within_ten_percent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiry_turns_injection_off_on_time_and_releases_what_it_held() {
+    let _group = crate::support::group("proxy");
     let (up, _) = upstream().await;
     let proxy = ProxyProcess::start(&["--route", &route_to(up)]);
     let expires = harness::expires_in(1.5);
@@ -294,6 +300,7 @@ async fn expiry_turns_injection_off_on_time_and_releases_what_it_held() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replacing_the_set_under_load_loses_no_request() {
+    let _group = crate::support::group("proxy");
     let (up, _) = upstream().await;
     let proxy = ProxyProcess::start(&["--route", &route_to(up)]);
     let set_a = fault_set(r#"{"type":"abort","abort":{"status":503,"body":"A"}}"#, 60.0);
@@ -339,6 +346,7 @@ async fn replacing_the_set_under_load_loses_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_mode_forwards_and_applies_faults_per_connection() {
+    let _group = crate::support::group("proxy");
     let (up, connections) = echo().await;
     let route = route_to(up);
     let pass = route_to(up);
@@ -408,6 +416,7 @@ async fn tcp_mode_forwards_and_applies_faults_per_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_refuses_bad_sets_and_counts_what_the_client_sent() {
+    let _group = crate::support::group("proxy");
     let (up, _) = upstream().await;
     let proxy = ProxyProcess::start(&["--route", &route_to(up)]);
     assert_eq!(proxy.admin("GET", "/healthz", None).await.0, 200);
@@ -479,6 +488,7 @@ async fn the_admin_api_refuses_bad_sets_and_counts_what_the_client_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_an_in_flight_slow_request_then_exits_zero() {
+    let _group = crate::support::group("proxy");
     let (up, _) = upstream().await;
     let mut proxy = ProxyProcess::start(&["--route", &route_to(up), "--drain-timeout", "5s"]);
     let addr = proxy.route();
@@ -507,6 +517,7 @@ async fn sigterm_drains_an_in_flight_slow_request_then_exits_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_prior_knowledge_reaches_an_h2c_upstream() {
+    let _group = crate::support::group("proxy");
     let (up, seen) = upstream().await;
     let proxy = ProxyProcess::start(&["--route", &route_to(up)]);
     let mut client = H2Client::connect(proxy.route()).await;
@@ -535,6 +546,7 @@ async fn http2_prior_knowledge_reaches_an_h2c_upstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_go_upstream_as_they_came_less_hop_by_hop_headers_and_bodies_stream() {
+    let _group = crate::support::group("proxy");
     let (up, seen) = upstream().await;
     let proxy = ProxyProcess::start(&["--route", &route_to(up)]);
     let mut client = H1Client::connect(proxy.route()).await;

@@ -125,6 +125,7 @@ expectations: ['errorRate <= baseline + 1%']
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_breaker_is_judged_from_outside_pass_with_it_fail_without_it() {
+    let _group = crate::support::group("trials_local");
     let _turn = TOPOLOGIES.acquire().await.expect("the semaphore is never closed");
     let spec: CircuitBreakerTrialSpec = serde_saphyr::from_str(SHORT_TRIAL).expect("a trial spec");
     let plan = TrialPlan::circuit_breaker(&spec).expect("a plan");
@@ -177,6 +178,7 @@ async fn the_breaker_is_judged_from_outside_pass_with_it_fail_without_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abort_rule_reverts_the_fault_at_once_and_names_what_fired_it() {
+    let _group = crate::support::group("trials_local");
     let _turn = TOPOLOGIES.acquire().await.expect("the semaphore is never closed");
     // No breaker and no fallback: every request fails while inventory is down.
     let lab = Lab::start(&["--latency", "10ms", "--timeout", "500ms", "--circuit-breaker=false"]).await;
@@ -216,6 +218,7 @@ abortWhen: [{when: 'errorRate > 20%', for: 2s}]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_the_local_environment_cannot_do_is_refused_before_anything_is_done() {
+    let _group = crate::support::group("trials_local");
     let lab = Lab::start(CATALOG).await;
     let kill: DrillSpec = serde_saphyr::from_str(
         r#"
@@ -354,6 +357,7 @@ fn mean_calls(plan: &TrialPlan, calls: &[Option<u64>], phase: PhaseName) -> f64 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lesson_09_latency_without_a_timeout_fails_on_latency_and_errors() {
+    let _group = crate::support::group("trials_local");
     let (outcome, _, _) = run_lesson("09-latency-without-timeout.yaml").await;
     assert!(!passed(&outcome, "p99 < 1s"), "{}", describe(&outcome));
     assert!(!passed(&outcome, "errorRate"), "the frontend's own timeout fails its requests: {}", describe(&outcome));
@@ -361,12 +365,14 @@ async fn lesson_09_latency_without_a_timeout_fails_on_latency_and_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lesson_10_latency_with_a_timeout_passes() {
+    let _group = crate::support::group("trials_local");
     let (outcome, _, _) = run_lesson("10-latency-with-timeout.yaml").await;
     assert!(outcome.judgement.expectations.iter().all(|e| e.passed), "{}", describe(&outcome));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lesson_11_a_retry_storm_fails_and_multiplies_the_calls_to_inventory() {
+    let _group = crate::support::group("trials_local");
     let (outcome, plan, calls) = run_lesson("11-retry-storm.yaml").await;
     let baseline = mean_calls(&plan, &calls, PhaseName::Baseline);
     let inject = mean_calls(&plan, &calls, PhaseName::Inject);
@@ -377,6 +383,7 @@ async fn lesson_11_a_retry_storm_fails_and_multiplies_the_calls_to_inventory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lesson_12_the_charts_catalog_breaker_passes_its_trial() {
+    let _group = crate::support::group("trials_local");
     let (outcome, _, _) = run_lesson("12-circuit-breaker.yaml").await;
     let figures = outcome.breaker.expect("breaker figures");
     assert!(figures.opens_after.is_some() && figures.closes_after.is_some(), "{figures:?}");
@@ -394,6 +401,7 @@ fn kill_evidence(outcome: &TrialOutcome, fault: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lesson_07_a_pod_killed_with_a_graceful_shutdown_costs_no_request() {
+    let _group = crate::support::group("trials_local");
     let (outcome, _, _) = run_lesson("07-pod-kill-graceful.yaml").await;
     let evidence = kill_evidence(&outcome, "kill-one-catalog");
     // SIGTERM, served on for the shutdown delay, drained, exit 0; a third catalog pod took its place.
@@ -404,6 +412,7 @@ async fn lesson_07_a_pod_killed_with_a_graceful_shutdown_costs_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lesson_08_a_pod_killed_without_a_graceful_shutdown_fails_on_errors() {
+    let _group = crate::support::group("trials_local");
     let (outcome, _, _) = run_lesson("08-pod-kill-ungraceful.yaml").await;
     let evidence = kill_evidence(&outcome, "kill-one-catalog");
     // It exits the moment it gets SIGTERM, as a process killed by it.
@@ -413,6 +422,7 @@ async fn lesson_08_a_pod_killed_without_a_graceful_shutdown_fails_on_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lesson_14_the_game_day_passes_with_both_faults_observed() {
+    let _group = crate::support::group("trials_local");
     let (outcome, _, _) = run_lesson("14-game-day.yaml").await;
     kill_evidence(&outcome, "kill-one-catalog");
     let slow = outcome.faults.iter().find(|f| f.name == "slow-inventory").expect("the slow inventory");
@@ -424,6 +434,7 @@ async fn lesson_14_the_game_day_passes_with_both_faults_observed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evictions_respect_the_budget_and_a_zero_grace_period_is_sigkill() {
+    let _group = crate::support::group("trials_local");
     let _turn = TOPOLOGIES.acquire().await.expect("the semaphore is never closed");
     let lab = Lab::start(CATALOG).await;
     // Both catalog pods in one round: the first eviction leaves its replacement starting, so the
@@ -488,6 +499,7 @@ async fn check_scaling(check: &AutoscalingCheck) -> (ScalingOutcome, Autoscaling
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lesson_13_the_frontends_hpa_scales_up_under_load_and_down_after_its_window() {
+    let _group = crate::support::group("trials_local");
     let lesson = lesson("13-autoscaling.yaml");
     let check: AutoscalingCheck = serde_json::from_value(lesson.doc).expect("an AutoscalingCheck");
     let (outcome, st) = check_scaling(&check).await;
@@ -507,6 +519,7 @@ async fn lesson_13_the_frontends_hpa_scales_up_under_load_and_down_after_its_win
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_autoscaling_check_whose_load_never_moves_the_hpa_fails_naming_what_it_never_did() {
+    let _group = crate::support::group("trials_local");
     let check: AutoscalingCheck = serde_saphyr::from_str(
         "apiVersion: chaoslab.dev/v1alpha1\nkind: AutoscalingCheck\nmetadata: {name: too-little-load}\nspec:\n  target: {deployment: frontend}\n  load: {target: {service: {name: frontend, port: http}}, rate: 3, duration: 35s}\n  expect: {scaleUpWithin: 30s, minPeakReplicas: 2, slo: ['p99 < 500ms']}\n",
     )
@@ -525,6 +538,7 @@ async fn an_autoscaling_check_whose_load_never_moves_the_hpa_fails_naming_what_i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_labs_replicaset_scales_up_and_down_as_the_hpa_asks() {
+    let _group = crate::support::group("trials_local");
     let _turn = TOPOLOGIES.acquire().await.expect("the semaphore is never closed");
     let lab = Lab::with(LabOptions::default()).await;
     let frontend = lab.topology.targets().pods.set("frontend").expect("the frontend's pods");

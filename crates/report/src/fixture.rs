@@ -115,7 +115,7 @@ pub fn drill() -> Report {
     }
 }
 
-/// A finished run of `K` read from `src/report/fixtures/`, status included.
+/// A finished run of `K` read from `crates/report/src/fixtures/`, status included.
 fn object<K: serde::de::DeserializeOwned>(yaml: &str) -> K {
     serde_saphyr::from_str(yaml).expect("a fixture that parses")
 }

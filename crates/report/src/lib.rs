@@ -289,7 +289,7 @@ impl Report {
 
     /// A report of `kind`/`name` with nothing measured yet; the builders fill in what their
     /// kind has.
-    fn empty(kind: &str, name: &str, record: Record) -> Report {
+    pub fn empty(kind: &str, name: &str, record: Record) -> Report {
         Report {
             schema: SCHEMA.to_owned(),
             kind: kind.to_owned(),

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use super::{LoadTestFigures, PodKillFigures, Report, ServiceFaultFigures, clock};
-use crate::api::podkill::KillAction;
+use crate::api::{figures::LatencySummary, podkill::KillAction};
 
 /// The names of the chart files a report directory holds next to `report.md`.
 pub const CHART_FILES: [(&str, &str); 4] = [
@@ -223,17 +223,7 @@ fn write_load_test(out: &mut String, r: &Report, load: &LoadTestFigures) -> std:
     writeln!(out, "| Achieved rate | {} |", or_dash(load.achieved_rate.map(|a| format!("{a:.1} req/s"))))?;
     writeln!(out, "| Error rate | {} |", or_dash(load.error_rate.map(percent)))?;
     if let Some(l) = &load.latency {
-        writeln!(
-            out,
-            "| Latency | p50 {}, p90 {}, p95 {}, p99 {}, p99.9 {}, max {}, mean {} |",
-            millis(l.p50_ms),
-            millis(l.p90_ms),
-            millis(l.p95_ms),
-            millis(l.p99_ms),
-            millis(l.p999_ms),
-            millis(l.max_ms),
-            millis(l.mean_ms)
-        )?;
+        writeln!(out, "| Latency | {} |", latency_line(l, ", "))?;
     }
     if let Some(l) = load.littles_law_concurrency {
         let limit = r.record.concurrency_limit.map(|c| format!(" (limit {c})")).unwrap_or_default();
@@ -434,6 +424,24 @@ fn window(
 }
 
 /// Milliseconds to a sensible precision (`0.42 ms`, `12.5 ms`, `212 ms`).
+/// Every latency figure of `l` in one line, the figures parted by `sep`: the form of a report's
+/// table and of `chaoslab load`'s summary.
+pub fn latency_line(l: &LatencySummary, sep: &str) -> String {
+    [
+        ("p50", l.p50_ms),
+        ("p90", l.p90_ms),
+        ("p95", l.p95_ms),
+        ("p99", l.p99_ms),
+        ("p99.9", l.p999_ms),
+        ("max", l.max_ms),
+        ("mean", l.mean_ms),
+    ]
+    .map(|(name, ms)| format!("{name} {}", millis(ms)))
+    .join(sep)
+}
+
+/// A latency in milliseconds, with the precision its size deserves: the one style of every
+/// report and of the terminal.
 pub fn millis(ms: f64) -> String {
     if ms < 1.0 {
         format!("{ms:.2} ms")

@@ -1,4 +1,4 @@
-//! `helm template` of charts/chaoslab for the chart tests (tests/chart.rs, tests/chart_demo.rs):
+//! `helm template` of charts/chaoslab for the chart tests (tests/it/chart.rs, tests/it/chart_demo.rs):
 //! the pinned helm found the way hack/tools.sh leaves it, the output parsed into JSON documents
 //! and typed objects. Without helm the tests fail, never skip.
 

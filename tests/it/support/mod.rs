@@ -3,13 +3,48 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::{Condvar, Mutex, PoisonError},
+};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::Value;
 
 pub mod helm;
 pub mod topology;
+
+/// Tests that measure time or run the lab's processes share the machine with the tests of their
+/// own module only (as many at once as the test threads allow), never with another such module's:
+/// one test binary would otherwise run, say, a proxy accuracy test beside a lab of six processes,
+/// which the separate binaries these modules once were never did. Hold the guard for the test.
+pub fn group(name: &'static str) -> GroupGuard {
+    let mut state = GROUP.lock().unwrap_or_else(PoisonError::into_inner);
+    while state.0.is_some_and(|running| running != name) {
+        state = GROUP_FREED.wait(state).unwrap_or_else(PoisonError::into_inner);
+    }
+    state.0 = Some(name);
+    state.1 += 1;
+    GroupGuard
+}
+
+/// The module whose tests run now, and how many of them.
+static GROUP: Mutex<(Option<&'static str>, usize)> = Mutex::new((None, 0));
+static GROUP_FREED: Condvar = Condvar::new();
+
+/// A running test's place in its group; the group is free when its last test ends (or panics).
+pub struct GroupGuard;
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        let mut state = GROUP.lock().unwrap_or_else(PoisonError::into_inner);
+        state.1 -= 1;
+        if state.1 == 0 {
+            state.0 = None;
+            GROUP_FREED.notify_all();
+        }
+    }
+}
 
 /// The repository's root: tests run in the binary crate's directory (crates/chaoslab).
 pub fn repo_root() -> &'static Path {

@@ -1,4 +1,4 @@
-//! Test support for tests/demo.rs, tests/drills.rs and tests/chart_demo.rs: the lab topology's
+//! Test support for tests/it/demo.rs, tests/it/drills.rs and tests/it/chart_demo.rs: the lab topology's
 //! flags, `chaoslab demo` processes on loopback (ephemeral ports, killed on drop), plain HTTP/1.1
 //! requests, Prometheus text read back, and `chaoslab load` runs.
 

@@ -17,7 +17,7 @@ use crate::{
         figures::{AbortRecord, ExpectationResult},
     },
     load::protocol::{self, MergedRun, RunnerReport},
-    report::{Record, Report, SCHEMA},
+    report::{Record, Report},
 };
 
 /// A run by kind, namespace and name.
@@ -114,33 +114,20 @@ pub async fn stored_report(client: &Client, run: &RunRef, config_map: &str) -> a
 /// A report of what the status alone says, for a run whose report was not stored: its verdict,
 /// message and expectations, no series.
 pub fn summary_report(run: &RunRef, view: &RunView) -> Report {
+    let record = Record {
+        environment: "cluster".into(),
+        chaoslab_version: env!("CARGO_PKG_VERSION").to_owned(),
+        ..Record::default()
+    };
     Report {
-        schema: SCHEMA.to_owned(),
-        kind: run.kind.as_str().to_owned(),
-        name: run.name.clone(),
         namespace: Some(run.namespace.clone()),
         verdict: view.run.verdict,
         message: view.run.message.clone(),
         started_at: view.run.started_at.clone(),
         finished_at: view.run.finished_at.clone(),
         expectations: view.expectations.clone(),
-        phases: Vec::new(),
-        stages: Vec::new(),
-        recovery: None,
         aborted_by: view.aborted_by.clone(),
-        faults: Vec::new(),
-        breaker: None,
-        replicas: Vec::new(),
-        seconds: Vec::new(),
-        seconds_per_point: None,
-        load_test: None,
-        pod_kill: None,
-        service_fault: None,
-        record: Record {
-            environment: "cluster".into(),
-            chaoslab_version: env!("CARGO_PKG_VERSION").to_owned(),
-            ..Record::default()
-        },
+        ..Report::empty(run.kind.as_str(), &run.name, record)
     }
 }
 

@@ -6,6 +6,8 @@ use std::{fmt::Write as _, io::Write as _, process::ExitCode, time::Duration};
 
 use serde::Serialize;
 
+use chaoslab_report::markdown::{latency_line, millis};
+
 use crate::{
     api::{
         Verdict,
@@ -163,21 +165,9 @@ pub(crate) fn clock(d: Duration) -> String {
     }
 }
 
-/// A latency as a person reads it: `0.412ms`, `12.3ms`, `1.25s`.
+/// A latency as a person reads it, in the reports' one style: `0.41 ms`, `12.3 ms`, `1250 ms`.
 pub(crate) fn latency(d: Duration) -> String {
     millis(d.as_secs_f64() * 1e3)
-}
-
-fn millis(ms: f64) -> String {
-    if ms < 1.0 {
-        format!("{ms:.3}ms")
-    } else if ms < 100.0 {
-        format!("{ms:.2}ms")
-    } else if ms < 1000.0 {
-        format!("{ms:.1}ms")
-    } else {
-        format!("{:.2}s", ms / 1e3)
-    }
 }
 
 pub(crate) fn rate(r: f64) -> String {
@@ -271,19 +261,6 @@ fn counts_text(c: &RequestCounts) -> String {
     text
 }
 
-fn summary_latency(l: &LatencySummary) -> String {
-    format!(
-        "p50 {}  p90 {}  p95 {}  p99 {}  p99.9 {}  max {}  mean {}",
-        millis(l.p50_ms),
-        millis(l.p90_ms),
-        millis(l.p95_ms),
-        millis(l.p99_ms),
-        millis(l.p999_ms),
-        millis(l.max_ms),
-        millis(l.mean_ms)
-    )
-}
-
 /// The summary as a text table.
 pub fn text(invocation: &Invocation, finished: &Finished) -> String {
     let end = &finished.end;
@@ -323,7 +300,7 @@ pub fn text(invocation: &Invocation, finished: &Finished) -> String {
     };
     let _ = writeln!(out, "{:<15}{rates}", "rate");
     let _ = writeln!(out, "{:<15}{}", "errors", percent(f.error_rate));
-    let _ = writeln!(out, "{:<15}{}", "latency", summary_latency(&f.latency_summary()));
+    let _ = writeln!(out, "{:<15}{}", "latency", latency_line(&f.latency_summary(), "  "));
     let origin = match model {
         LoadModel::Open => "counted from each request's intended start (coordinated-omission free)",
         // A VU sends when its previous answer came: the intended start is the send, and a stall
@@ -713,10 +690,10 @@ mod tests {
         assert_eq!(clock(Duration::from_secs(5)), "5s");
         assert_eq!(clock(Duration::from_secs(65)), "1m05s");
         assert_eq!(clock(Duration::from_secs(3723)), "1h02m03s");
-        assert_eq!(latency(Duration::from_micros(412)), "0.412ms");
-        assert_eq!(latency(Duration::from_micros(12_345)), "12.35ms");
-        assert_eq!(latency(Duration::from_micros(250_000)), "250.0ms");
-        assert_eq!(latency(Duration::from_millis(1_250)), "1.25s");
+        assert_eq!(latency(Duration::from_micros(412)), "0.41 ms");
+        assert_eq!(latency(Duration::from_micros(12_345)), "12.3 ms");
+        assert_eq!(latency(Duration::from_micros(250_000)), "250 ms");
+        assert_eq!(latency(Duration::from_millis(1_250)), "1250 ms");
         assert_eq!(rate(99.84), "99.8/s");
         assert_eq!(rate(100.0), "100/s");
         assert_eq!(rate(1234.4), "1234/s");

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api::load::{LoadModel, LoadProfile},
     engine::{self, EngineConfig, EngineError, RunOutcome, Tick},
-    load::{Figures, Recorder, RunnerShare, stages::Plan},
+    load::{Figures, LoadRecorder, RunnerShare, stages::Plan},
     trial::drive::WorldError,
 };
 
@@ -31,7 +31,7 @@ const START_LEAD: Duration = Duration::from_millis(300);
 /// What the load measured so far, shared with the task that folds the engine's seconds.
 #[derive(Debug)]
 struct Collected {
-    recorder: Recorder,
+    recorder: LoadRecorder,
     /// Each sealed second's figures (index = second of the load).
     seconds: Vec<Option<Figures>>,
 }
@@ -147,8 +147,8 @@ impl LocalLoad {
     }
 }
 
-fn recorder() -> Result<Recorder, WorldError> {
-    Recorder::new().map_err(|e| WorldError(format!("cannot record: {e}")))
+fn recorder() -> Result<LoadRecorder, WorldError> {
+    LoadRecorder::new().map_err(|e| WorldError(format!("cannot record: {e}")))
 }
 
 /// The rate a load asks for, second by second.

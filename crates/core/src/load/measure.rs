@@ -238,18 +238,18 @@ pub struct WindowFigures {
 
 /// Records requests of one runner (or, merged, of all runners) per second of intended start.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Recorder {
+pub struct LoadRecorder {
     template: Histogram<u64>,
     seconds: BTreeMap<u64, Bucket>,
     total: Bucket,
 }
 
-impl Recorder {
+impl LoadRecorder {
     /// An empty recorder with histograms of 1 µs to 60 s and 3 significant digits.
-    pub fn new() -> Result<Recorder, MeasureError> {
+    pub fn new() -> Result<LoadRecorder, MeasureError> {
         let template = Histogram::new_with_bounds(LOWEST_MICROS, HIGHEST_MICROS, SIGNIFICANT_DIGITS)?;
         let total = Bucket::empty(&template);
-        Ok(Recorder { template, seconds: BTreeMap::new(), total })
+        Ok(LoadRecorder { template, seconds: BTreeMap::new(), total })
     }
 
     /// Records one request. Offsets count from the test start: when it was due, when it was
@@ -267,7 +267,7 @@ impl Recorder {
     }
 
     /// Adds another recorder's histograms and counts, second by second.
-    pub fn merge(&mut self, other: &Recorder) -> Result<(), MeasureError> {
+    pub fn merge(&mut self, other: &LoadRecorder) -> Result<(), MeasureError> {
         for (second, bucket) in &other.seconds {
             self.bucket_mut(*second).add(bucket)?;
         }
@@ -333,21 +333,21 @@ impl Recorder {
     }
 
     /// The compact report a runner sends back.
-    pub fn report(&self) -> Result<Report, MeasureError> {
+    pub fn report(&self) -> Result<Recording, MeasureError> {
         let mut serializer = V2DeflateSerializer::new();
         let mut seconds = Vec::with_capacity(self.seconds.len());
         for (second, bucket) in &self.seconds {
             seconds.push(SecondReport { second: *second, bucket: BucketReport::of(bucket, &mut serializer)? });
         }
-        Ok(Report { version: REPORT_VERSION, seconds, total: BucketReport::of(&self.total, &mut serializer)? })
+        Ok(Recording { version: REPORT_VERSION, seconds, total: BucketReport::of(&self.total, &mut serializer)? })
     }
 
     /// The recorder a report was made from, exactly.
-    pub fn from_report(report: &Report) -> Result<Recorder, MeasureError> {
+    pub fn from_report(report: &Recording) -> Result<LoadRecorder, MeasureError> {
         if report.version != REPORT_VERSION {
             return Err(MeasureError::Version(report.version));
         }
-        let mut recorder = Recorder::new()?;
+        let mut recorder = LoadRecorder::new()?;
         for second in &report.seconds {
             let bucket = second.bucket.read(&recorder.template)?;
             if recorder.seconds.insert(second.second, bucket).is_some() {
@@ -359,11 +359,11 @@ impl Recorder {
     }
 }
 
-/// A recorder as data: per-second summaries and histograms (V2 deflate, base64 in JSON),
+/// A recorder as data (a recording): per-second summaries and histograms (V2 deflate, base64 in JSON),
 /// and the whole run's histograms. Histograms, not percentiles, so that merging is exact.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Report {
+pub struct Recording {
     pub version: u32,
     pub seconds: Vec<SecondReport>,
     pub total: BucketReport,
@@ -591,8 +591,8 @@ mod tests {
             .collect()
     }
 
-    fn recorder_of<'a>(requests: impl IntoIterator<Item = &'a Request>) -> Recorder {
-        let mut recorder = Recorder::new().expect("recorder");
+    fn recorder_of<'a>(requests: impl IntoIterator<Item = &'a Request>) -> LoadRecorder {
+        let mut recorder = LoadRecorder::new().expect("recorder");
         for &(intended, send, done, outcome) in requests {
             recorder.record(intended, send, done, outcome);
         }
@@ -607,7 +607,7 @@ mod tests {
 
     #[test]
     fn percentiles_of_a_uniform_distribution_are_within_hdr_precision() {
-        let mut recorder = Recorder::new().expect("recorder");
+        let mut recorder = LoadRecorder::new().expect("recorder");
         // Latencies 1 ms, 2 ms, … 10 000 ms, one request each, all sent on time.
         for n in 1..=10_000u64 {
             let intended = us(n * 100);
@@ -630,7 +630,7 @@ mod tests {
 
     #[test]
     fn a_constant_latency_gives_every_percentile() {
-        let mut recorder = Recorder::new().expect("recorder");
+        let mut recorder = LoadRecorder::new().expect("recorder");
         for i in 0..1000u64 {
             recorder.record(us(i * 1000), us(i * 1000), us(i * 1000 + 250), Outcome::Ok);
         }
@@ -646,7 +646,7 @@ mod tests {
         // 100 requests per second for 10 s, served in 1 ms. At 5 s the server stalls for 1 s:
         // the request sent at 5.0 s answers at 6.0 s, and the generator (one connection) sends
         // the requests due during the stall only at 6.0 s, each served in 1 ms.
-        let mut recorder = Recorder::new().expect("recorder");
+        let mut recorder = LoadRecorder::new().expect("recorder");
         for i in 0..1000u64 {
             let intended = ms(i * 10);
             let (send, done) = if i == 500 {
@@ -676,11 +676,11 @@ mod tests {
         let requests = stream(10, 2_000, 7);
         let single = recorder_of(&requests);
 
-        let mut runners: Vec<Recorder> = (0..4).map(|_| Recorder::new().expect("recorder")).collect();
+        let mut runners: Vec<LoadRecorder> = (0..4).map(|_| LoadRecorder::new().expect("recorder")).collect();
         for (i, &(intended, send, done, outcome)) in requests.iter().enumerate() {
             runners[i % 4].record(intended, send, done, outcome);
         }
-        let mut merged = Recorder::new().expect("recorder");
+        let mut merged = LoadRecorder::new().expect("recorder");
         for runner in &runners {
             merged.merge(runner).expect("merge");
         }
@@ -698,7 +698,7 @@ mod tests {
             single.window(2..7, Some(2_000.0)).expect("figures")
         );
         // A contiguous split (each runner a slice of time) merges just as exactly.
-        let mut by_time = Recorder::new().expect("recorder");
+        let mut by_time = LoadRecorder::new().expect("recorder");
         for chunk in requests.chunks(requests.len() / 4) {
             by_time.merge(&recorder_of(chunk)).expect("merge");
         }
@@ -707,9 +707,9 @@ mod tests {
 
     #[test]
     fn merging_adds_counts_and_keeps_every_second() {
-        let mut a = Recorder::new().expect("recorder");
+        let mut a = LoadRecorder::new().expect("recorder");
         a.record(ms(100), ms(100), ms(110), Outcome::Ok);
-        let mut b = Recorder::new().expect("recorder");
+        let mut b = LoadRecorder::new().expect("recorder");
         b.record(ms(2_100), ms(2_100), ms(2_130), Outcome::Status4xx);
         b.record(ms(2_200), ms(2_200), ms(2_200), Outcome::Dropped);
         a.merge(&b).expect("merge");
@@ -723,7 +723,7 @@ mod tests {
 
     #[test]
     fn dropped_requests_count_but_have_no_latency() {
-        let mut recorder = Recorder::new().expect("recorder");
+        let mut recorder = LoadRecorder::new().expect("recorder");
         recorder.record(ms(10), ms(10), ms(20), Outcome::Ok);
         for i in 0..3 {
             recorder.record(ms(20 + i), Duration::ZERO, Duration::ZERO, Outcome::Dropped);
@@ -738,7 +738,7 @@ mod tests {
         assert_eq!((f.total, f.dropped), (1, 3));
         assert_close(f.p50, ms(10));
         // Only drops in a window: counted, no latency, no errors made up.
-        let mut only_drops = Recorder::new().expect("recorder");
+        let mut only_drops = LoadRecorder::new().expect("recorder");
         only_drops.record(ms(5), ms(5), ms(5), Outcome::Dropped);
         let f = only_drops.figures(0..1, Some(1.0)).expect("figures");
         assert_eq!((f.total, f.dropped, f.p99, f.error_rate), (0, 1, Duration::ZERO, 0.0));
@@ -746,7 +746,7 @@ mod tests {
 
     #[test]
     fn values_above_sixty_seconds_are_clamped_and_counted() {
-        let mut recorder = Recorder::new().expect("recorder");
+        let mut recorder = LoadRecorder::new().expect("recorder");
         // Sent 10 s late, then 65 s of service: latency 75 s and service 65 s, both clamped.
         recorder.record(ms(0), ms(10_000), ms(75_000), Outcome::Timeout);
         // Latency 61 s clamped, service 1 s not.
@@ -765,7 +765,7 @@ mod tests {
     fn window_figures_cover_only_their_seconds() {
         // Seconds 0..10 at 100 req/s; latency of second s is (s + 1) ms; second 3 has 10 5xx,
         // second 4 has 20 dropped instead of sent.
-        let mut recorder = Recorder::new().expect("recorder");
+        let mut recorder = LoadRecorder::new().expect("recorder");
         for s in 0..10u64 {
             for i in 0..100u64 {
                 let intended = ms(s * 1_000 + i * 10);
@@ -806,7 +806,7 @@ mod tests {
 
     #[test]
     fn timeouts_and_connect_failures_count_as_sent_but_not_answered() {
-        let mut recorder = Recorder::new().expect("recorder");
+        let mut recorder = LoadRecorder::new().expect("recorder");
         recorder.record(ms(0), ms(0), ms(30), Outcome::Ok);
         recorder.record(ms(1), ms(1), ms(2), Outcome::Connect);
         recorder.record(ms(2), ms(2), ms(900), Outcome::Timeout);
@@ -838,16 +838,16 @@ mod tests {
             .sum();
         assert!(histogram_bytes < 256 * 1024, "histograms are {histogram_bytes} bytes");
         assert!(json.len() < 400 * 1024, "report is {} bytes", json.len());
-        let read: Report = serde_json::from_slice(&json).expect("json");
+        let read: Recording = serde_json::from_slice(&json).expect("json");
         assert_eq!(read, report);
-        let back = Recorder::from_report(&read).expect("from report");
+        let back = LoadRecorder::from_report(&read).expect("from report");
         assert_eq!(back, recorder);
 
         // Two runners' reports merge to what one recorder of both streams holds.
         let other = stream(60, 10_000, 43);
-        let mut merged = Recorder::from_report(&read).expect("from report");
+        let mut merged = LoadRecorder::from_report(&read).expect("from report");
         merged
-            .merge(&Recorder::from_report(&recorder_of(&other).report().expect("report")).expect("read"))
+            .merge(&LoadRecorder::from_report(&recorder_of(&other).report().expect("report")).expect("read"))
             .expect("merge");
         assert_eq!(merged, recorder_of(requests.iter().chain(&other)));
         assert_eq!(report.seconds.len(), 60);
@@ -856,7 +856,7 @@ mod tests {
 
     #[test]
     fn a_report_shows_per_second_summaries() {
-        let mut recorder = Recorder::new().expect("recorder");
+        let mut recorder = LoadRecorder::new().expect("recorder");
         recorder.record(ms(100), ms(100), ms(150), Outcome::Ok);
         recorder.record(ms(1_100), ms(1_100), ms(1_300), Outcome::Status5xx);
         let report = recorder.report().expect("report");
@@ -870,21 +870,21 @@ mod tests {
 
     #[test]
     fn a_bad_report_is_an_error_not_a_panic() {
-        let mut recorder = Recorder::new().expect("recorder");
+        let mut recorder = LoadRecorder::new().expect("recorder");
         recorder.record(ms(100), ms(100), ms(150), Outcome::Ok);
         let report = recorder.report().expect("report");
 
         let mut wrong_version = report.clone();
         wrong_version.version = 99;
-        assert!(matches!(Recorder::from_report(&wrong_version), Err(MeasureError::Version(99))));
+        assert!(matches!(LoadRecorder::from_report(&wrong_version), Err(MeasureError::Version(99))));
 
         let mut garbage = report.clone();
         garbage.total.latency_histogram = vec![1, 2, 3, 4, 5];
-        assert!(matches!(Recorder::from_report(&garbage), Err(MeasureError::Deserialize(_))));
+        assert!(matches!(LoadRecorder::from_report(&garbage), Err(MeasureError::Deserialize(_))));
 
         let mut twice = report.clone();
         twice.seconds.push(twice.seconds[0].clone());
-        assert!(matches!(Recorder::from_report(&twice), Err(MeasureError::DuplicateSecond(0))));
+        assert!(matches!(LoadRecorder::from_report(&twice), Err(MeasureError::DuplicateSecond(0))));
 
         // A histogram of wider bounds than ours does not fit.
         let mut wide = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("histogram");
@@ -893,12 +893,12 @@ mod tests {
         V2DeflateSerializer::new().serialize(&wide, &mut bytes).expect("serialize");
         let mut too_wide = report.clone();
         too_wide.total.service_histogram = bytes;
-        assert!(matches!(Recorder::from_report(&too_wide), Err(MeasureError::Add(_))));
+        assert!(matches!(LoadRecorder::from_report(&too_wide), Err(MeasureError::Add(_))));
 
         let mut json = serde_json::to_value(&report).expect("json");
         json["total"]["latencyHistogram"] = "abc".into();
-        assert!(serde_json::from_value::<Report>(json.clone()).is_err());
+        assert!(serde_json::from_value::<Recording>(json.clone()).is_err());
         json["total"]["latencyHistogram"] = "zz".into();
-        assert!(serde_json::from_value::<Report>(json).is_err());
+        assert!(serde_json::from_value::<Recording>(json).is_err());
     }
 }

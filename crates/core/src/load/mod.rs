@@ -13,7 +13,7 @@ pub mod stages;
 pub mod summary;
 pub mod verdict;
 
-pub use measure::{Bucket, MeasureError, Outcome, Recorder, Report, WindowFigures};
+pub use measure::{Bucket, LoadRecorder, MeasureError, Outcome, Recording, WindowFigures};
 pub use schedule::{Due, Pacer, RunnerShare, Schedule, ScheduleError};
 pub use stages::{Plan, PlanError, Step, expand, expand_preset};
 pub use verdict::{Figures, evaluate, judge};

@@ -11,7 +11,7 @@ fn stage(secs: u64, target: u32) -> Stage {
 
 /// A second of `n` requests with latencies spread over `1..=spread` ms, some failing.
 fn second(s: u64, n: u64, spread: u64) -> Bucket {
-    let mut recorder = crate::load::Recorder::new().expect("recorder");
+    let mut recorder = crate::load::LoadRecorder::new().expect("recorder");
     for i in 0..n {
         let intended = Duration::from_secs(s) + Duration::from_micros(i * 1_000_000 / n.max(1));
         let done = intended + Duration::from_millis(1 + i % spread);

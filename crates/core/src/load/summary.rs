@@ -188,7 +188,6 @@ pub struct RunSummary {
     next: u64,
     /// Per threshold: folded seconds in a row it failed on the figures so far (closed model).
     failing: Vec<u32>,
-    knee: Option<u32>,
     broke_at: Option<u32>,
     stop: Option<Stop>,
 }
@@ -229,7 +228,6 @@ impl RunSummary {
             total: Bucket::new()?,
             steps,
             next: 0,
-            knee: None,
             broke_at: None,
             stop: None,
             plan: spec.plan,
@@ -303,7 +301,9 @@ impl RunSummary {
 
     /// Capacity: the knee and the first level that broke, as judged so far.
     pub fn capacity(&self) -> Option<CapacityResult> {
-        self.capacity.map(|_| CapacityResult { knee: self.knee, broke_at: self.broke_at })
+        let judged: Vec<(u32, bool)> =
+            self.steps.iter().filter_map(|s| s.held().map(|held| (s.step.level, held))).collect();
+        self.capacity.map(|_| capacity_of(&judged))
     }
 
     /// The figures of the seconds folded so far, judged as if the run had been that long.
@@ -362,9 +362,7 @@ impl RunSummary {
             let step = &mut self.steps[index];
             let level = step.step.level;
             step.judgement = Some(results);
-            if step.held() == Some(true) {
-                self.knee = Some(self.knee.map_or(level, |k| k.max(level)));
-            } else {
+            if step.held() != Some(true) {
                 self.broke_at = Some(level);
                 if self.stop.is_none() {
                     self.stop = Some(Stop::CapacityBroke { step: index, level });
@@ -515,6 +513,15 @@ fn final_bounds(plan: &Plan, model: LoadModel, total: &Bucket, remaining: u64) -
     (best, worst)
 }
 
+/// What a capacity search found, from the levels judged in order (`(level, held every
+/// threshold)`): the knee is the highest level that held before the first that broke. The one
+/// rule for `chaoslab load` and for a LoadTest in the cluster.
+pub fn capacity_of(judged: &[(u32, bool)]) -> CapacityResult {
+    let broke = judged.iter().position(|&(_, held)| !held);
+    let knee = judged[..broke.unwrap_or(judged.len())].iter().map(|&(level, _)| level).max();
+    CapacityResult { knee, broke_at: broke.map(|i| judged[i].0) }
+}
+
 /// The capacity preset's verdict, from the levels judged in order (`(level, held every
 /// threshold)`) and the nominal level L: Fail when a level at or below L broke, Pass when L held,
 /// Inconclusive when the run ended before L was judged. Also the index of the level whose
@@ -617,7 +624,7 @@ mod tests {
     use crate::{
         api::{GoDuration, load::Stage},
         load::{
-            measure::{Outcome, Recorder},
+            measure::{LoadRecorder, Outcome},
             stages::{constant, expand_preset},
         },
     };
@@ -643,7 +650,7 @@ mod tests {
     /// One second of `n` requests evenly spread, each `latency` long, `outcome` for the first
     /// `bad` of them and Ok for the rest.
     fn second(s: u64, n: u64, latency: Duration, bad: u64, outcome: Outcome) -> Bucket {
-        let mut recorder = Recorder::new().expect("recorder");
+        let mut recorder = LoadRecorder::new().expect("recorder");
         for i in 0..n {
             let intended = secs(s) + Duration::from_nanos(i * 1_000_000_000 / n.max(1));
             let outcome = if i < bad { outcome } else { Outcome::Ok };
@@ -680,7 +687,7 @@ mod tests {
 
     #[test]
     fn final_figures_match_the_recorders_window_on_the_same_data() {
-        let mut recorder = Recorder::new().expect("recorder");
+        let mut recorder = LoadRecorder::new().expect("recorder");
         let mut summary =
             RunSummary::new(spec(constant(50, secs(4)).expect("plan"), &["p99 < 100ms"])).expect("summary");
         for s in 0..4u64 {

@@ -11,7 +11,7 @@ use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use tokio::time::{Instant, sleep};
 
 use super::{
-    conduct::fired,
+    cue::fired,
     drive::{WorldError, at},
     judge::verdict_of,
     scaling::{self, ScalingJudged, ScalingRun},

@@ -1,4 +1,4 @@
-//! Conducting a judged run in any environment: the loop that follows [`conduct::due`] on a clock,
+//! Conducting a judged run in any environment: the loop that follows [`cue::due`] on a clock,
 //! asks a [`World`] to act, watches the abort rules, and judges what was measured. The world
 //! (local processes on loopback, or a cluster) does the acting and the measuring; this module
 //! owns the order, the timing and the verdict, so every environment judges alike.
@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::{
     breaker,
-    conduct::{self, Action, FaultState, Progress},
+    cue::{self, Cue, FaultState, RunProgress},
     judge::{self, Effect, Measured},
     plan::{PlannedFault, TrialPlan},
 };
@@ -121,7 +121,7 @@ pub async fn conduct<W: World>(
     mut told: impl FnMut(Milestone),
 ) -> Result<TrialOutcome, WorldError> {
     world.prepare(plan).await?;
-    let mut progress = Progress::new(plan);
+    let mut progress = RunProgress::new(plan);
     let mut windows: Vec<FaultWindow> = plan.faults.iter().map(|f| FaultWindow::pending(f.name())).collect();
     let mut load_start = Timestamp::now();
     let mut clock = Instant::now();
@@ -129,19 +129,19 @@ pub async fn conduct<W: World>(
     // A failure of the world mid-run: everything is reverted, then it is the verdict (Error).
     let mut failure: Option<String> = None;
     loop {
-        for action in conduct::due(plan, &progress, clock.elapsed()) {
+        for action in cue::due(plan, &progress, clock.elapsed()) {
             // A failure earlier in this batch ends the run: nothing new is started after it.
-            if progress.aborted && matches!(action, Action::StartLoad | Action::Inject(_)) {
+            if progress.aborted && matches!(action, Cue::StartLoad | Cue::Inject(_)) {
                 continue;
             }
             match action {
-                Action::StartLoad => {
+                Cue::StartLoad => {
                     load_start = world.start_load(plan).await?;
                     clock = Instant::now();
                     progress.load_started = true;
                     told(Milestone::LoadStarted { at: load_start });
                 }
-                Action::Inject(i) => {
+                Cue::Inject(i) => {
                     let fault = &plan.faults[i];
                     let expires_at = expiry_of(load_start, fault);
                     match world.inject(fault, expires_at).await {
@@ -160,11 +160,11 @@ pub async fn conduct<W: World>(
                             progress.faults[i] = FaultState::Skipped;
                             failure = Some(format!("fault {} could not be injected: {e}", fault.name()));
                             progress.aborted = true;
-                            conduct::skip_the_rest(&mut progress);
+                            cue::skip_the_rest(&mut progress);
                         }
                     }
                 }
-                Action::Revert(i) => {
+                Cue::Revert(i) => {
                     let fault = &plan.faults[i];
                     // A revert that fails is retried on the next tick; the fault's own expiry
                     // is the last resort.
@@ -192,7 +192,7 @@ pub async fn conduct<W: World>(
                         }
                     }
                 }
-                Action::Missed(i) => {
+                Cue::Missed(i) => {
                     let fault = &plan.faults[i];
                     progress.faults[i] = FaultState::Missed;
                     failure.get_or_insert(format!(
@@ -200,7 +200,7 @@ pub async fn conduct<W: World>(
                         fault.name()
                     ));
                 }
-                Action::StopLoad => {
+                Cue::StopLoad => {
                     // Never return from here: a fault may still be waiting for its revert.
                     if let Err(e) = world.stop_load().await {
                         failure.get_or_insert(format!("the load could not be stopped cleanly: {e}"));
@@ -208,7 +208,7 @@ pub async fn conduct<W: World>(
                     progress.load_stopped = true;
                     told(Milestone::LoadStopped { at: Timestamp::now() });
                 }
-                Action::Judge => {
+                Cue::Judge => {
                     let record = aborted_by.take();
                     return Ok(
                         match judge_run(plan, world, load_start, &windows, record.clone(), failure.take()).await {
@@ -235,16 +235,16 @@ pub async fn conduct<W: World>(
             told(Milestone::Aborted { rule: asked.clone(), observed: Vec::new() });
             aborted_by = Some(AbortRecord { rule: asked, observed: Vec::new(), at: Time(Timestamp::now()) });
             progress.aborted = true;
-            conduct::skip_the_rest(&mut progress);
+            cue::skip_the_rest(&mut progress);
             continue;
         }
         if progress.load_started && !progress.load_stopped && !progress.aborted {
             let seconds = world.seconds().await;
-            if let Some(record) = conduct::fired(&plan.abort_when, &seconds, Timestamp::now()) {
+            if let Some(record) = cue::fired(&plan.abort_when, &seconds, Timestamp::now()) {
                 told(Milestone::Aborted { rule: record.rule.clone(), observed: record.observed.clone() });
                 aborted_by = Some(record);
                 progress.aborted = true;
-                conduct::skip_the_rest(&mut progress);
+                cue::skip_the_rest(&mut progress);
                 // Straight to the reverts: no tick's wait between a fired rule and its revert.
                 continue;
             }

@@ -5,7 +5,7 @@
 
 pub mod autoscale;
 pub mod breaker;
-pub mod conduct;
+pub mod cue;
 pub mod drive;
 pub mod judge;
 pub mod plan;

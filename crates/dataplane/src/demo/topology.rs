@@ -1,5 +1,5 @@
 //! The lab topology: frontend → catalog → inventory, each service's own flags. The chart's
-//! `demo.services.<name>.args` defaults are the same (tests/chart_demo.rs checks), so a drill's
+//! `demo.services.<name>.args` defaults are the same (tests/it/chart_demo.rs checks), so a drill's
 //! stated verdict holds on loopback (`chaoslab lab`, the tests) and in a cluster alike.
 
 /// The frontend sheds load beyond 12 requests in flight; with about 110 ms per request, that is
@@ -41,7 +41,7 @@ pub const CATALOG: &[&str] = &[
 pub const INVENTORY: &[&str] = &["--latency", "5ms", "--jitter", "2ms", "--response-bytes", "256"];
 
 /// The HPA on a Service of the topology, as the chart's `demo.services.<name>.hpa` and
-/// `resources.requests.cpu` set it (tests/chart_demo.rs checks).
+/// `resources.requests.cpu` set it (tests/it/chart_demo.rs checks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Autoscaling {
     pub min_replicas: u32,

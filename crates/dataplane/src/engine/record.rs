@@ -2,7 +2,7 @@
 //! of the last second, the sealing of finished seconds and the ticks that hand them out.
 //!
 //! Requests end on any runtime thread, so recording goes to one of a few shards, each a
-//! `Recorder` behind its own mutex: a worker or VU always uses the same shard, two threads
+//! `LoadRecorder` behind its own mutex: a worker or VU always uses the same shard, two threads
 //! rarely meet on one, and no lock is shared by all (a channel to one recording task was the
 //! other option; a lock held for a few hundred nanoseconds costs less than a channel hop and
 //! a task wake-up per request). Once a second the control task empties the shards into the
@@ -23,7 +23,7 @@ use hdrhistogram::Histogram;
 use tokio::{sync::mpsc, time::Instant};
 
 use super::{LiveFigures, Tick};
-use crate::load::measure::{Bucket, HIGHEST_MICROS, LOWEST_MICROS, MeasureError, Outcome, Recorder};
+use crate::load::measure::{Bucket, HIGHEST_MICROS, LOWEST_MICROS, LoadRecorder, MeasureError, Outcome};
 
 /// One shard, on its own cache lines so two threads recording into neighbours do not share one.
 #[repr(align(128))]
@@ -32,7 +32,7 @@ pub(crate) struct Shard(Mutex<ShardState>);
 
 #[derive(Debug)]
 pub(crate) struct ShardState {
-    recorder: Recorder,
+    recorder: LoadRecorder,
     live: Live,
     /// Closed model: requests started per second (their intended start is their send).
     started: BTreeMap<u64, u64>,
@@ -40,7 +40,11 @@ pub(crate) struct ShardState {
 
 impl Shard {
     fn new() -> Result<Shard, MeasureError> {
-        Ok(Shard(Mutex::new(ShardState { recorder: Recorder::new()?, live: Live::new()?, started: BTreeMap::new() })))
+        Ok(Shard(Mutex::new(ShardState {
+            recorder: LoadRecorder::new()?,
+            live: Live::new()?,
+            started: BTreeMap::new(),
+        })))
     }
 
     /// The shard's state; a panic elsewhere while it was held leaves plain counts, still usable.
@@ -375,7 +379,7 @@ mod tests {
     }
 
     fn recorded(requests: &[(u64, Outcome)]) -> Vec<(u64, Bucket)> {
-        let mut recorder = Recorder::new().unwrap();
+        let mut recorder = LoadRecorder::new().unwrap();
         for &(at, outcome) in requests {
             recorder.record(ms(at), ms(at), ms(at + 5), outcome);
         }

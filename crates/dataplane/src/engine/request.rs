@@ -175,7 +175,7 @@ impl Template {
         if spec.weight == 0 {
             return Err(bad("weight must be at least 1".to_owned()));
         }
-        let method = method(spec.method);
+        let method = Method::from(spec.method);
         let body = spec.body.clone().map(Bytes::from).unwrap_or_default();
         // Set here once rather than by hyper per request (which formats it anew each time).
         // Methods that carry a body get one even when it is empty, as servers expect of them;
@@ -213,18 +213,6 @@ impl Template {
 
 /// The headers a request's map has room for: a typical response's.
 const HEADER_ROOM: usize = 16;
-
-fn method(method: HttpMethod) -> Method {
-    match method {
-        HttpMethod::Get => Method::GET,
-        HttpMethod::Head => Method::HEAD,
-        HttpMethod::Post => Method::POST,
-        HttpMethod::Put => Method::PUT,
-        HttpMethod::Patch => Method::PATCH,
-        HttpMethod::Delete => Method::DELETE,
-        HttpMethod::Options => Method::OPTIONS,
-    }
-}
 
 /// The templates of a mix; an empty mix is one `GET` on the base URL.
 pub(crate) fn templates(target: &Target, specs: &[RequestSpec], http2: bool) -> Result<Vec<Template>, EngineError> {

@@ -57,7 +57,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use super::{
     Shared,
     body::ProxyBody,
-    plan::{Action, Decision, RequestView},
+    plan::{Decision, FaultAction, RequestView},
     state::{Installed, released},
     stats::unix_second,
     timer,
@@ -253,15 +253,15 @@ async fn handle(ctx: Arc<ConnCtx>, request: Request<Incoming>) -> Result<Respons
     };
     shared.stats.request(second, &decision.applied);
     match decision.action {
-        Action::Pass => {}
-        Action::Abort { status, body } => return Ok(abort(status, body)),
-        Action::Reset => {
+        FaultAction::Pass => {}
+        FaultAction::Abort { status, body } => return Ok(abort(status, body)),
+        FaultAction::Reset => {
             if request.version() != Version::HTTP_2 {
                 ctx.reset.store(true, Ordering::Relaxed);
             }
             return Err(ResetByFault);
         }
-        Action::Blackhole => {
+        FaultAction::Blackhole => {
             hold(shared, &installed, None).await;
             tracing::debug!(connection = ctx.number, request = number, "blackholed request released: forwarding it");
             return forward(&ctx, request, &Decision::default(), second).await;

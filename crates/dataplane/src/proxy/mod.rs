@@ -1,7 +1,8 @@
 //! The fault-injecting proxy (`chaoslab proxy`): forwards HTTP or TCP to an upstream and applies
 //! a time-bounded fault set on the way.
 //!
-//! - `faults`: the fault set's JSON and its validation; `plan`: the set compiled for the request
+//! - `faults` (chaoslab-core's, the contract the operator builds to): the fault set's JSON and its
+//!   validation; `plan`: the set compiled for the request
 //!   path and the decision per request (the order of the faults, the dice, the jitter
 //!   distributions); `state`: the current set, replaced atomically, and its expiry (the
 //!   dead-man switch).

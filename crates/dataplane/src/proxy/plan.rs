@@ -20,10 +20,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use super::faults::FaultSet;
-use crate::api::{
-    fault::{Fault, FaultType, JitterDistribution, LatencyPoint},
-    load::HttpMethod,
-};
+use crate::api::fault::{Fault, FaultType, JitterDistribution, LatencyPoint};
 
 /// The cap on one jitter draw, as a multiple of `jitter` (pareto only reaches it, once in about
 /// 10 000 draws).
@@ -31,7 +28,7 @@ pub const JITTER_CAP: f64 = 100.0;
 
 /// The faults of a set, ready for the request path (nothing is allocated per request).
 #[derive(Clone, Debug, Default)]
-pub struct Plan {
+pub struct FaultPlan {
     faults: Vec<Compiled>,
     seed: u64,
 }
@@ -73,7 +70,7 @@ pub struct RequestView<'a> {
 /// The fate of one request or connection.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Decision {
-    pub action: Action,
+    pub action: FaultAction,
     /// Waited before forwarding (http) or before connecting upstream (tcp).
     pub request_delay: Duration,
     /// Waited before returning the response head (http) or the first upstream bytes (tcp).
@@ -85,7 +82,7 @@ pub struct Decision {
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
-pub enum Action {
+pub enum FaultAction {
     #[default]
     Pass,
     Abort {
@@ -117,10 +114,10 @@ pub fn type_index(kind: FaultType) -> usize {
     }
 }
 
-impl Plan {
+impl FaultPlan {
     /// Compiles a validated set with the seed its dice use.
-    pub fn compile(set: &FaultSet, seed: u64) -> Plan {
-        Plan { faults: set.faults.iter().map(compile).collect(), seed }
+    pub fn compile(set: &FaultSet, seed: u64) -> FaultPlan {
+        FaultPlan { faults: set.faults.iter().map(compile).collect(), seed }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -152,11 +149,11 @@ impl Plan {
             match fault.kind {
                 FaultType::Abort => {
                     if let Some((status, body)) = &fault.abort {
-                        decision.action = Action::Abort { status: *status, body: body.clone() };
+                        decision.action = FaultAction::Abort { status: *status, body: body.clone() };
                     }
                 }
-                FaultType::Reset => decision.action = Action::Reset,
-                FaultType::Blackhole => decision.action = Action::Blackhole,
+                FaultType::Reset => decision.action = FaultAction::Reset,
+                FaultType::Blackhole => decision.action = FaultAction::Blackhole,
                 FaultType::Latency => {
                     if let Some(l) = &fault.latency {
                         let delay = total_delay(l.delay, l.jitter, l.distribution, &mut rng);
@@ -194,7 +191,7 @@ fn compile(fault: &Fault) -> Compiled {
         if fault.percent >= 100.0 { None } else { Some((fault.percent / 100.0 * 18_446_744_073_709_551_616.0) as u64) };
     let matcher = fault.matcher.as_ref().map(|m| Matcher {
         path_prefix: m.path_prefix.clone(),
-        method: m.method.map(method),
+        method: m.method.map(Method::from),
         headers: m
             .headers
             .iter()
@@ -221,18 +218,6 @@ fn compile(fault: &Fault) -> Compiled {
             )
         }),
         bandwidth: fault.bandwidth.as_ref().map(|b| b.bytes_per_second),
-    }
-}
-
-fn method(method: HttpMethod) -> Method {
-    match method {
-        HttpMethod::Get => Method::GET,
-        HttpMethod::Head => Method::HEAD,
-        HttpMethod::Post => Method::POST,
-        HttpMethod::Put => Method::PUT,
-        HttpMethod::Patch => Method::PATCH,
-        HttpMethod::Delete => Method::DELETE,
-        HttpMethod::Options => Method::OPTIONS,
     }
 }
 

@@ -3,24 +3,24 @@ use http::{HeaderMap, Method};
 use super::*;
 use crate::proxy::faults::FaultSet;
 
-fn plan(faults: &str, seed: u64) -> Plan {
+fn plan(faults: &str, seed: u64) -> FaultPlan {
     let json = format!(r#"{{"faults":[{faults}],"expiresAt":"2026-01-01T12:00:00Z"}}"#);
     let now = "2026-01-01T00:00:00Z".parse().unwrap();
     let set = FaultSet::parse(json.as_bytes(), crate::api::fault::ProxyProtocol::Http, now).unwrap();
-    Plan::compile(&set, seed)
+    FaultPlan::compile(&set, seed)
 }
 
 fn get(path: &str) -> (Method, String, HeaderMap) {
     (Method::GET, path.to_owned(), HeaderMap::new())
 }
 
-fn decide(plan: &Plan, n: u64, request: &(Method, String, HeaderMap)) -> Decision {
+fn decide(plan: &FaultPlan, n: u64, request: &(Method, String, HeaderMap)) -> Decision {
     let view = RequestView { method: &request.0, path: &request.1, headers: &request.2 };
     plan.decide(0, n, Some(&view))
 }
 
 /// Milliseconds of many request delays drawn from `faults`, sorted.
-fn delays(plan: &Plan, n: u64) -> Vec<f64> {
+fn delays(plan: &FaultPlan, n: u64) -> Vec<f64> {
     let request = get("/");
     let mut out: Vec<f64> = (0..n).map(|i| decide(plan, i, &request).request_delay.as_secs_f64() * 1000.0).collect();
     out.sort_by(f64::total_cmp);
@@ -41,12 +41,15 @@ fn the_first_deciding_fault_in_list_order_wins_and_what_does_not_pass_is_not_sha
         1,
     );
     let d = decide(&p, 0, &get("/"));
-    assert_eq!(d.action, Action::Reset);
+    assert_eq!(d.action, FaultAction::Reset);
     assert_eq!((d.request_delay, d.bandwidth), (Duration::ZERO, None));
     assert_eq!(d.applied, [0, 0, 1, 0, 0], "only the reset applied");
 
     let p = plan(r#"{"type":"abort","abort":{"status":418,"body":"no"}},{"type":"blackhole"}"#, 1);
-    assert_eq!(decide(&p, 0, &get("/")).action, Action::Abort { status: StatusCode::IM_A_TEAPOT, body: "no".into() });
+    assert_eq!(
+        decide(&p, 0, &get("/")).action,
+        FaultAction::Abort { status: StatusCode::IM_A_TEAPOT, body: "no".into() }
+    );
 }
 
 #[test]
@@ -60,7 +63,7 @@ fn latencies_add_up_per_point_and_the_smallest_bandwidth_wins() {
         1,
     );
     let d = decide(&p, 0, &get("/"));
-    assert_eq!(d.action, Action::Pass);
+    assert_eq!(d.action, FaultAction::Pass);
     assert_eq!(d.request_delay, Duration::from_millis(70));
     assert_eq!(d.response_delay, Duration::from_millis(7));
     assert_eq!(d.bandwidth, Some(300));
@@ -78,17 +81,20 @@ fn matches_on_path_prefix_method_and_headers_all_at_once() {
     headers.append("x-user", "other".parse().unwrap());
     headers.append("x-user", "test".parse().unwrap());
     let hit = (Method::POST, "/api/orders".to_owned(), headers.clone());
-    assert!(matches!(decide(&p, 0, &hit).action, Action::Abort { .. }), "any value of a repeated header may match");
+    assert!(
+        matches!(decide(&p, 0, &hit).action, FaultAction::Abort { .. }),
+        "any value of a repeated header may match"
+    );
     for miss in [
         (Method::GET, "/api/orders".to_owned(), headers.clone()),
         (Method::POST, "/apx".to_owned(), headers.clone()),
         (Method::POST, "/api".to_owned(), HeaderMap::new()),
     ] {
         let d = decide(&p, 0, &miss);
-        assert_eq!((d.faulted(), d.action), (false, Action::Pass), "{miss:?}");
+        assert_eq!((d.faulted(), d.action), (false, FaultAction::Pass), "{miss:?}");
     }
     // TCP has no request: a fault with a match never applies there.
-    assert_eq!(p.decide(0, 0, None).action, Action::Pass);
+    assert_eq!(p.decide(0, 0, None).action, FaultAction::Pass);
 }
 
 #[test]
@@ -176,7 +182,7 @@ fn pareto_jitter_follows_the_documented_lomax_quantiles() {
 
 #[test]
 fn an_empty_plan_decides_nothing() {
-    let d = Plan::default().decide(0, 0, None);
+    let d = FaultPlan::default().decide(0, 0, None);
     assert_eq!(d, Decision::default());
     assert!(!d.faulted());
 }

@@ -20,7 +20,7 @@ use tokio::{sync::watch, time::Instant};
 
 use super::{
     faults::{FaultSet, FaultSetError},
-    plan::Plan,
+    plan::FaultPlan,
 };
 use crate::api::fault::{Fault, ProxyProtocol};
 
@@ -31,7 +31,7 @@ pub struct Installed {
     pub set: Option<FaultSet>,
     /// The seed the dice use: the set's, or one drawn at random when it had none.
     pub seed: u64,
-    pub plan: Plan,
+    pub plan: FaultPlan,
     /// When the set stops applying, on tokio's clock (`None`: no set).
     pub deadline: Option<Instant>,
     /// When the set begins to apply, on tokio's clock (`None`: at once).
@@ -42,7 +42,7 @@ pub struct Installed {
 
 impl Installed {
     /// The plan, if it applies at `now`: there is a set, it has begun and it has not expired.
-    pub fn active_plan(&self, now: Instant) -> Option<&Plan> {
+    pub fn active_plan(&self, now: Instant) -> Option<&FaultPlan> {
         let begun = self.start.is_none_or(|start| now >= start);
         match self.deadline {
             Some(deadline) if begun && now < deadline && !self.plan.is_empty() => Some(&self.plan),
@@ -119,7 +119,7 @@ impl FaultCell {
             None => Installed { generation, ..Installed::default() },
             Some(set) => {
                 let seed = set.seed.unwrap_or_else(rand::random);
-                let plan = Plan::compile(&set, seed);
+                let plan = FaultPlan::compile(&set, seed);
                 let deadline = deadline_of(set.expires_at);
                 let start = set.starts_at.map(deadline_of);
                 Installed { set: Some(set), seed, plan, deadline: Some(deadline), start, generation }

@@ -47,7 +47,7 @@ pub struct StatsReport {
     /// Upstream connections that failed or timed out, and requests upstream that broke before
     /// a response head.
     pub upstream_errors: u64,
-    pub upstream_latency: LatencySummary,
+    pub upstream_latency: LatencyStats,
     /// The last seconds (at most 3600), oldest first; the last one is the current second, still
     /// counting.
     #[serde(default)]
@@ -60,7 +60,7 @@ pub struct StatsReport {
 /// (tcp), in milliseconds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct LatencySummary {
+pub struct LatencyStats {
     pub count: u64,
     pub p50_ms: f64,
     pub p90_ms: f64,
@@ -276,9 +276,9 @@ impl Stats {
             upstream_status: self.upstream_status().into_iter().map(|(s, n)| (s.to_string(), n)).collect(),
             upstream_errors: self.upstream_errors(),
             upstream_latency: if latency.is_empty() {
-                LatencySummary::default()
+                LatencyStats::default()
             } else {
-                LatencySummary {
+                LatencyStats {
                     count: latency.len(),
                     p50_ms: ms(latency.value_at_quantile(0.5)),
                     p90_ms: ms(latency.value_at_quantile(0.9)),

@@ -28,7 +28,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
     Shared,
-    plan::{Action, Decision},
+    plan::{Decision, FaultAction},
     shaping::Pacer,
     state::{Installed, released},
     stats::unix_second,
@@ -93,18 +93,18 @@ async fn connection(client: TcpStream, number: u64, route: Arc<TcpRoute>, shared
     };
     let installed = installed.unwrap_or_default();
     match decision.action {
-        Action::Reset => {
+        FaultAction::Reset => {
             if let Err(error) = client.set_zero_linger() {
                 tracing::debug!(%error, "cannot set SO_LINGER 0 for a reset");
             }
             return;
         }
-        Action::Blackhole => {
+        FaultAction::Blackhole => {
             blackhole(client, &shared, &installed).await;
             return;
         }
         // Refused by validation in tcp mode; a connection cannot carry a status.
-        Action::Abort { .. } | Action::Pass => {}
+        FaultAction::Abort { .. } | FaultAction::Pass => {}
     }
     if !decision.request_delay.is_zero() {
         hold(&shared, &installed, arrived + decision.request_delay).await;

@@ -6,7 +6,7 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 
-use crate::api::RunStatus;
+use crate::api::{Phase, RunStatus, Verdict};
 
 pub const ACCEPTED: &str = "Accepted";
 pub const FINISHED: &str = "Finished";
@@ -52,10 +52,48 @@ pub fn refresh(run: &mut RunStatus, generation: Option<i64>, now: Timestamp) {
     set(&mut run.conditions, FINISHED, ok, reason, &message, generation, now);
 }
 
+/// Where a verdict leaves the run: judged runs succeed (Pass, Fail and Inconclusive are all
+/// answers), an abort is Aborted, an error is Failed.
+pub fn phase_of(verdict: Verdict) -> Phase {
+    match verdict {
+        Verdict::Aborted => Phase::Aborted,
+        Verdict::Error => Phase::Failed,
+        _ => Phase::Succeeded,
+    }
+}
+
+/// Ends a run with `verdict` and why: its phase, its end and the Finished condition follow.
+pub fn end(run: &mut RunStatus, verdict: Verdict, message: String, now: Timestamp, generation: Option<i64>) {
+    run.phase = Some(phase_of(verdict));
+    run.verdict = Some(verdict);
+    run.message = Some(message);
+    run.finished_at = Some(Time(now));
+    refresh(run, generation, now);
+}
+
+/// The spec was checked and the namespace opted in: the `Accepted` condition says so and why.
+pub fn accept(run: &mut RunStatus, message: &str, generation: Option<i64>, now: Timestamp) {
+    set(&mut run.conditions, ACCEPTED, true, "Accepted", message, generation, now);
+    refresh(run, generation, now);
+}
+
+/// A run that will not go on, for `reason` (a CamelCase word) and `message`: it ends with
+/// `verdict` (Error before it started, Aborted once it ran) and `Accepted` turns false.
+pub fn refuse(
+    run: &mut RunStatus,
+    verdict: Verdict,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    set(&mut run.conditions, ACCEPTED, false, reason, message, generation, now);
+    end(run, verdict, message.to_owned(), now, generation);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Phase, Verdict};
 
     fn t(s: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + s).unwrap()

@@ -91,8 +91,13 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("{0} has no namespace")]
     NoNamespace(String),
-    #[error("runner reports: {0}")]
-    Report(String),
+    #[error("runner reports cannot be merged: {0}")]
+    Reports(#[from] crate::load::protocol::ProtocolError),
+    /// A pure build step refused what it was given: the step, and why.
+    #[error("{step}: {message}")]
+    Build { step: &'static str, message: String },
+    #[error("ending the run's children: {0}")]
+    Children(#[from] crate::trial::drive::WorldError),
 }
 
 impl Error {
@@ -107,7 +112,9 @@ impl Error {
                 _ => "finalizer",
             },
             Error::NoNamespace(_) => "no_namespace",
-            Error::Report(_) => "report",
+            Error::Reports(_) => "report",
+            Error::Children(_) => "children",
+            Error::Build { .. } => "build",
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeSet, sync::Arc};
 
-use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use k8s_openapi::{api::core::v1::Pod, jiff::Timestamp};
 use kube::{
     Api, Resource, ResourceExt,
     api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PostParams, Preconditions},
@@ -81,16 +81,7 @@ async fn apply(pk: &PodKill, ctx: &Context, api: &Api<PodKill>, ns: &str) -> Res
     let step = advance(&pk.spec, &status, &obs, fresh_seed());
     let mut st = step.status;
     let mut notes = step.notes;
-    conditions::set(
-        &mut st.run.conditions,
-        conditions::ACCEPTED,
-        true,
-        "Accepted",
-        "spec valid and namespace opted in",
-        generation,
-        now,
-    );
-    conditions::refresh(&mut st.run, generation, now);
+    conditions::accept(&mut st.run, "spec valid and namespace opted in", generation, now);
 
     // Apply: the plan is written before any kill, so a restart resumes it instead of choosing
     // new targets.
@@ -167,16 +158,20 @@ async fn refuse(
     let running = st.run.phase == Some(Phase::Running);
     if running {
         crate::domain::podkill::abort(&mut st, now, &message, &mut notes);
+        conditions::set(
+            &mut st.run.conditions,
+            conditions::ACCEPTED,
+            false,
+            reason,
+            &message,
+            pk.meta().generation,
+            now,
+        );
+        conditions::refresh(&mut st.run, pk.meta().generation, now);
     } else {
-        st.run.phase = Some(Phase::Failed);
-        st.run.verdict = Some(Verdict::Error);
-        st.run.finished_at = Some(Time(now));
-        st.run.message = Some(message.clone());
-        notes.push(Note::warning(reason, message.clone()));
+        conditions::refuse(&mut st.run, Verdict::Error, reason, &message, pk.meta().generation, now);
+        notes.push(Note::warning(reason, message));
     }
-    let generation = pk.meta().generation;
-    conditions::set(&mut st.run.conditions, conditions::ACCEPTED, false, reason, &message, generation, now);
-    conditions::refresh(&mut st.run, generation, now);
     // A run stopped mid-way has killed pods worth a report; one refused before it started has not.
     if running {
         file_report(pk, ctx, &mut st).await;

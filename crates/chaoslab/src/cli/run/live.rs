@@ -12,7 +12,7 @@ use crate::cli::{
     output::{clock, latency, percent, rate},
 };
 
-/// One run's line: `drill/tour  Running inject  42s  rate 49.8/s  p99 12.30ms  errors 1.20%`.
+/// One run's line: `drill/tour  Running inject  42s  rate 49.8/s  p99 12.3 ms  errors 1.20%`.
 pub fn line(run: &RunRef, view: &RunView, elapsed: Duration, figures: Option<&LiveFigures>) -> String {
     let mut line = format!("{run}  {}", state_word(view));
     if let Some(stage) = view.stage.as_deref().filter(|_| !view.finished()) {
@@ -109,7 +109,7 @@ mod tests {
         let figures = LiveFigures { second: 41, rate: 49.8, p99: Duration::from_micros(12_300), error_rate: 0.012 };
         assert_eq!(
             line(&run, &view, Duration::from_secs(42), Some(&figures)),
-            "drill/tour  Running inject  42s  rate 49.8/s  p99 12.30ms  errors 1.20%"
+            "drill/tour  Running inject  42s  rate 49.8/s  p99 12.3 ms  errors 1.20%"
         );
         view.run.phase = Some(Phase::Succeeded);
         view.run.verdict = Some(Verdict::Pass);

@@ -102,10 +102,8 @@ async fn apply(
         target.hpa, check.spec.target.deployment, target.scaling.min_replicas
     );
     st.run.message = Some(message.clone());
-    let generation = check.meta().generation;
     let accepted = "spec valid, namespace opted in, Deployment, HPA and metrics found";
-    conditions::set(&mut st.run.conditions, conditions::ACCEPTED, true, "Accepted", accepted, generation, now);
-    conditions::refresh(&mut st.run, generation, now);
+    conditions::accept(&mut st.run, accepted, check.meta().generation, now);
     write_status(api, &check.name_any(), &st).await?;
     publish(ctx, check, &[Note::normal("Started", message)]).await;
     let handle = tokio::spawn(run(check.clone(), target, Arc::clone(ctx), st));

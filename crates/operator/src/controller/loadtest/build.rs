@@ -265,10 +265,7 @@ pub fn conclude(
     }
 
     if capacity {
-        let broke = held_levels.iter().position(|(_, h)| !h);
-        let knee = held_levels[..broke.unwrap_or(held_levels.len())].last().map(|(l, _)| *l);
-        let broke_at = broke.map(|i| held_levels[i].0);
-        st.capacity = Some(CapacityResult { knee, broke_at });
+        st.capacity = Some(crate::load::summary::capacity_of(&held_levels));
     }
     let (all_passed, results) = judge_all(&lt.spec.thresholds, figures);
     st.thresholds = results;

@@ -4,7 +4,7 @@ use super::*;
 use crate::{
     api::Verdict,
     load::{
-        Recorder,
+        LoadRecorder,
         measure::{Bucket, Outcome},
         protocol::{ReportBuilder, RunnerState},
         stages::expand,
@@ -104,7 +104,7 @@ fn report(
     fail_every: u64,
 ) -> crate::load::protocol::RunnerReport {
     let mut builder = ReportBuilder::new(runner, plan).expect("builder");
-    let mut recorder = Recorder::new().expect("recorder");
+    let mut recorder = LoadRecorder::new().expect("recorder");
     for s in 0..seconds {
         for i in 0..n {
             let at = Duration::from_secs(s) + Duration::from_micros(i * 1_000_000 / n);
@@ -169,7 +169,7 @@ fn the_capacity_preset_reports_the_knee_and_the_break() {
     let broken_from = steps[2].start.as_secs();
     let mut builder = ReportBuilder::new(0, &plan).expect("builder");
     for s in 0..plan.total_duration().as_secs() {
-        let mut recorder = Recorder::new().expect("recorder");
+        let mut recorder = LoadRecorder::new().expect("recorder");
         for i in 0..100u64 {
             let at = Duration::from_secs(s) + Duration::from_millis(i * 10);
             let outcome = if s >= broken_from && i % 5 == 0 { Outcome::Status5xx } else { Outcome::Ok };

@@ -133,17 +133,7 @@ async fn start(
     st.start_level = Some(plan.start);
     st.target_url = Some(base_url);
     st.runners = (0..n).map(|index| RunnerRecord { index, state: "Pending".into(), ..Default::default() }).collect();
-    let generation = lt.meta().generation;
-    conditions::set(
-        &mut st.run.conditions,
-        conditions::ACCEPTED,
-        true,
-        "Accepted",
-        "spec valid and namespace opted in",
-        generation,
-        now,
-    );
-    conditions::refresh(&mut st.run, generation, now);
+    conditions::accept(&mut st.run, "spec valid and namespace opted in", lt.meta().generation, now);
     write_status(api, &lt.name_any(), &st).await?;
     let note = Note::normal("Started", format!("created runner Job {} with {n} runner(s)", build::job_name(lt)));
     publish(ctx, lt, &[note]).await;
@@ -227,7 +217,7 @@ async fn follow(
     }
 
     // Still running: show the figures so far, and stop early when a rule or the thresholds say so.
-    let merged = MergedRun::merge(reports.values()).map_err(|e| Error::Report(e.to_string()))?;
+    let merged = MergedRun::merge(reports.values())?;
     let open = lt.spec.load.model == crate::api::load::LoadModel::Open;
     if let Some(record) = build::fired_abort_rule(&lt.spec.abort_when, &merged, plan, open, now) {
         stop_runners(ctx, ns, lt).await?;
@@ -295,7 +285,7 @@ async fn conclude(
     ending: Ending,
     now: Timestamp,
 ) -> Result<Action, Error> {
-    let merged = MergedRun::merge(reports.values()).map_err(|e| Error::Report(e.to_string()))?;
+    let merged = MergedRun::merge(reports.values())?;
     let seconds = match ending {
         Ending::Complete => plan.total_duration().as_secs_f64(),
         _ => merged.sealed as f64,
@@ -378,14 +368,8 @@ async fn refuse(
     message: String,
     now: Timestamp,
 ) -> Result<Action, Error> {
-    let running = st.run.phase == Some(Phase::Running);
-    st.run.phase = Some(if running { Phase::Aborted } else { Phase::Failed });
-    st.run.verdict = Some(if running { Verdict::Aborted } else { Verdict::Error });
-    st.run.finished_at = Some(Time(now));
-    st.run.message = Some(message.clone());
-    let generation = lt.meta().generation;
-    conditions::set(&mut st.run.conditions, conditions::ACCEPTED, false, reason, &message, generation, now);
-    conditions::refresh(&mut st.run, generation, now);
+    let verdict = if st.run.phase == Some(Phase::Running) { Verdict::Aborted } else { Verdict::Error };
+    conditions::refuse(&mut st.run, verdict, reason, &message, lt.meta().generation, now);
     write_status(api, &lt.name_any(), &st).await?;
     publish(ctx, lt, &[Note::warning(reason, message)]).await;
     Ok(Action::await_change())

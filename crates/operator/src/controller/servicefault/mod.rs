@@ -167,7 +167,8 @@ async fn start(
     }
 
     if claim == Claim::Free {
-        let patch = build::claim_patch(sf, &service).map_err(Error::Report)?;
+        let patch = build::claim_patch(sf, &service)
+            .map_err(|message| Error::Build { step: "claiming the Service", message })?;
         match services(ctx, ns).patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
             Ok(_) => {}
             // Someone changed the Service between our read and the claim: look again.
@@ -464,7 +465,8 @@ async fn release(ctx: &Context, ns: &str, sf: &ServiceFault, service: &Service) 
     if build::claim_state(service, &uid) != Claim::Ours {
         return Ok(false);
     }
-    let original = build::original_selector(service).map_err(Error::Report)?;
+    let original = build::original_selector(service)
+        .map_err(|message| Error::Build { step: "reading the Service's original selector", message })?;
     let patch = build::release_patch(service, &original, &uid);
     let params = PatchParams::default();
     match services(ctx, ns).patch(&service.name_any(), &params, &Patch::Merge(&patch)).await {
@@ -514,13 +516,7 @@ async fn refuse(
     message: String,
     now: Timestamp,
 ) -> Result<Action, Error> {
-    st.run.phase = Some(Phase::Failed);
-    st.run.verdict = Some(Verdict::Error);
-    st.run.finished_at = Some(Time(now));
-    st.run.message = Some(message.clone());
-    let generation = sf.meta().generation;
-    conditions::set(&mut st.run.conditions, conditions::ACCEPTED, false, reason, &message, generation, now);
-    conditions::refresh(&mut st.run, generation, now);
+    conditions::refuse(&mut st.run, Verdict::Error, reason, &message, sf.meta().generation, now);
     write_status(api, &sf.name_any(), &st).await?;
     publish(ctx, sf, &[Note::warning(reason, message)]).await;
     Ok(Action::await_change())

@@ -12,13 +12,12 @@ use kube::{Resource, api::ObjectMeta};
 
 use crate::{
     api::{
-        LoadTest, Phase, PodKill, RunStatus, ServiceFault, Verdict,
+        LoadTest, PodKill, ServiceFault,
         common::GoDuration,
         fault::{FaultInjection, ServiceFaultSpec},
         load::{LoadProfile, LoadTestSpec},
         podkill::PodKillSpec,
     },
-    controller::conditions,
     trial::plan::TrialPlan,
 };
 
@@ -124,24 +123,7 @@ pub fn pod_kill(owner: &Owner, fault: &str, kill: &PodKillSpec, slot_secs: u64) 
     PodKill { metadata: owner.child_meta(owner.fault_name(fault)), spec, status: None }
 }
 
-/// Where a verdict leaves the run: judged runs succeed (Pass, Fail and Inconclusive are all
-/// answers), an abort is Aborted, an error is Failed.
-pub fn phase_of(verdict: Verdict) -> Phase {
-    match verdict {
-        Verdict::Aborted => Phase::Aborted,
-        Verdict::Error => Phase::Failed,
-        _ => Phase::Succeeded,
-    }
-}
-
-/// Ends a run with `verdict` and why: its phase, its end and the Finished condition follow.
-pub fn end(run: &mut RunStatus, verdict: Verdict, message: String, now: Timestamp, generation: Option<i64>) {
-    run.phase = Some(phase_of(verdict));
-    run.verdict = Some(verdict);
-    run.message = Some(message);
-    run.finished_at = Some(Time(now));
-    conditions::refresh(run, generation, now);
-}
+pub use crate::controller::conditions::{end, phase_of};
 
 #[cfg(test)]
 mod tests {
@@ -149,7 +131,7 @@ mod tests {
 
     use kube::ResourceExt;
 
-    use crate::api::Drill;
+    use crate::api::{Drill, Phase, RunStatus, Verdict};
 
     fn drill(yaml: &str) -> Drill {
         let mut d: Drill = serde_saphyr::from_str(yaml).unwrap();

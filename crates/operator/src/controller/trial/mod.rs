@@ -167,7 +167,10 @@ const CLEANUP_WAIT: Duration = Duration::from_secs(90);
 
 /// The children of `run`.
 pub fn children<K: Experiment>(ctx: &Context, run: &K) -> Result<Children, Error> {
-    Ok(Children::new(ctx.client.clone(), Owner::of(run).map_err(Error::Report)?))
+    Ok(Children::new(
+        ctx.client.clone(),
+        Owner::of(run).map_err(|message| Error::Build { step: "naming the run's children", message })?,
+    ))
 }
 
 /// A deleted run: its conductor sees the deletion within a second and reverts what is active;
@@ -181,14 +184,14 @@ pub async fn cleanup<K: Experiment>(run: &K, ctx: &Context) -> Result<Action, Er
         handle.abort();
         tracing::warn!(kind = K::KIND, name = %run.name_any(), "the conductor did not end in time; ending the children");
     }
-    children(ctx, run)?.end_all().await.map_err(|e| Error::Report(e.0))?;
+    children(ctx, run)?.end_all().await?;
     Ok(Action::await_change())
 }
 
 /// A Running run whose conductor is gone (the operator restarted): every child still going is
 /// ended, and the verdict says why.
 pub async fn interrupted<K: JudgedRun>(run: &K, ctx: &Context, api: &Api<K>, now: Timestamp) -> Result<Action, Error> {
-    children(ctx, run)?.end_all().await.map_err(|e| Error::Report(e.0))?;
+    children(ctx, run)?.end_all().await?;
     let message = format!(
         "interrupted: the operator that conducted this run is gone (a restart, a crash or a lost leadership), and a \
          run is not judged from part of its measurements; every child still going was ended (faults reverted, \

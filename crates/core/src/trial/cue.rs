@@ -1,5 +1,5 @@
-//! When each action of a judged run is due: the one sequence every environment follows. Load
-//! starts at second 0; each fault is injected at its slot's start and reverted at its end; the
+//! The cues of a judged run: which action is due when, the one sequence every environment
+//! follows. Load starts at second 0; each fault is injected at its slot's start and reverted at its end; the
 //! load stops after recover; the run is judged after cooldown. An abort rule that fires reverts
 //! every active fault at once and stops the load. Pure: the caller owns the clock and the world.
 
@@ -30,16 +30,16 @@ pub enum FaultState {
 
 /// What has been done so far.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Progress {
+pub struct RunProgress {
     pub load_started: bool,
     pub load_stopped: bool,
     pub faults: Vec<FaultState>,
     pub aborted: bool,
 }
 
-impl Progress {
-    pub fn new(plan: &TrialPlan) -> Progress {
-        Progress { faults: vec![FaultState::Pending; plan.faults.len()], ..Progress::default() }
+impl RunProgress {
+    pub fn new(plan: &TrialPlan) -> RunProgress {
+        RunProgress { faults: vec![FaultState::Pending; plan.faults.len()], ..RunProgress::default() }
     }
 
     pub fn any_active(&self) -> bool {
@@ -49,7 +49,7 @@ impl Progress {
 
 /// The next thing to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
+pub enum Cue {
     StartLoad,
     Inject(usize),
     Revert(usize),
@@ -63,39 +63,39 @@ pub enum Action {
 /// The actions due at `elapsed` since the load's start, in the order to take them: reverts
 /// before injections (two faults never overlap by accident of ordering), then the load's stop,
 /// then the judgement.
-pub fn due(plan: &TrialPlan, progress: &Progress, elapsed: Duration) -> Vec<Action> {
+pub fn due(plan: &TrialPlan, progress: &RunProgress, elapsed: Duration) -> Vec<Cue> {
     if !progress.load_started && !progress.aborted {
-        return vec![Action::StartLoad];
+        return vec![Cue::StartLoad];
     }
     let mut actions = Vec::new();
     let at = |second: u64| elapsed >= Duration::from_secs(second);
     for (i, (fault, state)) in plan.faults.iter().zip(&progress.faults).enumerate() {
         if *state == FaultState::Active && (progress.aborted || at(fault.slot.end)) {
-            actions.push(Action::Revert(i));
+            actions.push(Cue::Revert(i));
         }
     }
     if !progress.aborted {
         for (i, (fault, state)) in plan.faults.iter().zip(&progress.faults).enumerate() {
             if *state == FaultState::Pending && at(fault.slot.end) {
-                actions.push(Action::Missed(i));
+                actions.push(Cue::Missed(i));
             } else if *state == FaultState::Pending && at(fault.slot.start) {
-                actions.push(Action::Inject(i));
+                actions.push(Cue::Inject(i));
             }
         }
     }
     let load_over = progress.aborted || at(plan.timeline.load_seconds());
     if progress.load_started && !progress.load_stopped && load_over {
-        actions.push(Action::StopLoad);
+        actions.push(Cue::StopLoad);
     }
     let over = progress.aborted || at(plan.timeline.total_seconds());
     if over && actions.is_empty() && (progress.load_stopped || !progress.load_started) {
-        actions.push(Action::Judge);
+        actions.push(Cue::Judge);
     }
     actions
 }
 
 /// Marks the faults whose slot has passed without an injection (an aborted run) as skipped.
-pub fn skip_the_rest(progress: &mut Progress) {
+pub fn skip_the_rest(progress: &mut RunProgress) {
     for state in &mut progress.faults {
         if *state == FaultState::Pending {
             *state = FaultState::Skipped;
@@ -133,34 +133,34 @@ mod tests {
     #[test]
     fn a_run_takes_every_action_once_in_order() {
         let plan = plan();
-        let mut p = Progress::new(&plan);
+        let mut p = RunProgress::new(&plan);
         let mut log = Vec::new();
         for tenth in 0..300 {
             for action in due(&plan, &p, s(f64::from(tenth) / 10.0)) {
                 log.push((tenth, action));
                 match action {
-                    Action::StartLoad => p.load_started = true,
-                    Action::Inject(i) => p.faults[i] = FaultState::Active,
-                    Action::Revert(i) => p.faults[i] = FaultState::Reverted,
-                    Action::Missed(i) => p.faults[i] = FaultState::Missed,
-                    Action::StopLoad => p.load_stopped = true,
-                    Action::Judge => {}
+                    Cue::StartLoad => p.load_started = true,
+                    Cue::Inject(i) => p.faults[i] = FaultState::Active,
+                    Cue::Revert(i) => p.faults[i] = FaultState::Reverted,
+                    Cue::Missed(i) => p.faults[i] = FaultState::Missed,
+                    Cue::StopLoad => p.load_stopped = true,
+                    Cue::Judge => {}
                 }
             }
-            if log.last().is_some_and(|(_, a)| *a == Action::Judge) {
+            if log.last().is_some_and(|(_, a)| *a == Cue::Judge) {
                 break;
             }
         }
         assert_eq!(
             log,
             vec![
-                (0, Action::StartLoad),
-                (70, Action::Inject(0)),
-                (100, Action::Revert(0)),
-                (100, Action::Inject(1)),
-                (150, Action::Revert(1)),
-                (200, Action::StopLoad),
-                (220, Action::Judge),
+                (0, Cue::StartLoad),
+                (70, Cue::Inject(0)),
+                (100, Cue::Revert(0)),
+                (100, Cue::Inject(1)),
+                (150, Cue::Revert(1)),
+                (200, Cue::StopLoad),
+                (220, Cue::Judge),
             ]
         );
     }
@@ -168,25 +168,25 @@ mod tests {
     #[test]
     fn an_abort_reverts_what_is_active_stops_the_load_and_skips_the_rest() {
         let plan = plan();
-        let mut p = Progress::new(&plan);
+        let mut p = RunProgress::new(&plan);
         p.load_started = true;
         p.faults[0] = FaultState::Active;
         p.aborted = true;
-        assert_eq!(due(&plan, &p, s(8.0)), vec![Action::Revert(0), Action::StopLoad]);
+        assert_eq!(due(&plan, &p, s(8.0)), vec![Cue::Revert(0), Cue::StopLoad]);
         p.faults[0] = FaultState::Reverted;
         p.load_stopped = true;
         skip_the_rest(&mut p);
         assert_eq!(p.faults, vec![FaultState::Reverted, FaultState::Skipped]);
-        assert_eq!(due(&plan, &p, s(8.1)), vec![Action::Judge]);
+        assert_eq!(due(&plan, &p, s(8.1)), vec![Cue::Judge]);
     }
 
     #[test]
     fn a_slot_that_passed_before_its_injection_is_missed_never_injected_late() {
         let plan = plan();
-        let mut p = Progress::new(&plan);
+        let mut p = RunProgress::new(&plan);
         p.load_started = true;
         // The conductor wakes at 10.5 s: fault a's slot (7 s to 10 s) is over, b's has begun.
-        assert_eq!(due(&plan, &p, s(10.5)), vec![Action::Missed(0), Action::Inject(1)]);
+        assert_eq!(due(&plan, &p, s(10.5)), vec![Cue::Missed(0), Cue::Inject(1)]);
     }
 
     #[test]

@@ -6,7 +6,7 @@ export CHAOSLAB_CACHE
 # Pinned tools (helm) built by hack/tools.sh live here.
 export PATH := $(CHAOSLAB_CACHE)/bin:$(PATH)
 
-.PHONY: test tools fmt-check clippy unit crds helm-check build operator e2e demo lab install
+.PHONY: test tools fmt-check clippy unit crds helm-check build operator e2e demo lab install image image-verify real-node-check
 
 ## Everything CI checks: formatting, lints, unit + mocked-API + schema + chart tests (with the
 ## CRD drift check), helm lint/template, then the e2e suite on the local cluster.
@@ -74,3 +74,23 @@ e2e: tools
 	    $(CARGO) test --locked --offline --features e2e --test e2e -- --test-threads=1 2>&1 | tee target/e2e-output.txt || status=$$?; \
 	  rm -rf target/e2e-logs; cp -r "$$CHAOSLAB_CLUSTER_DIR/logs" target/e2e-logs 2>/dev/null || true; \
 	  bash hack/cluster down; exit $$status
+
+## The chaoslab image without Docker: the release binary in an OCI archive laid out like the
+## Dockerfile's final stage (target/image/chaoslab-<appVersion>.oci.tar), checked against it.
+image:
+	bash hack/deps.sh
+	bash hack/image.sh build
+
+## Hold the built image's config and files to the Dockerfile (exits non-zero on a mismatch).
+image-verify:
+	bash hack/image.sh verify
+
+## The chart on a real node (docs/testing.md, "The real node"): hack/cluster up --real-node
+## (containerd, kubelet, kube-proxy, CNI, CoreDNS in the cluster's namespace), helm install with
+## the demo and no other values, the operator's and the demo's checks, load from a pod through
+## CoreDNS and a ClusterIP, a PodKill; then down, whatever happened. Fails loudly on any step.
+real-node-check:
+	bash hack/deps.sh
+	bash hack/tools.sh >/dev/null
+	bash hack/k8s/build.sh all >/dev/null
+	bash hack/real-node-check.sh

@@ -7,8 +7,10 @@
 #   - one real request path: a one-off pod of the chaoslab image runs `chaoslab load` against
 #     http://frontend.chaoslab-demo.svc:8080/ (CoreDNS, kube-proxy's ClusterIP, the CNI bridge)
 #     and gets only 2xx answers
-#   - metrics-server reads the real kubelet (kubectl top)
+#   - metrics-server reads the real kubelet (kubectl top), and the frontend's HPA scales it up
+#     under load from real CPU usage (HPA=0 skips that)
 #   - a PodKill (examples/podkill.yaml aimed at the demo's catalog pods): verdict and recovery
+#     (PODKILL=0 skips it)
 # then hack/cluster down, whatever happened (KEEP=1 leaves the cluster up).
 # Figures (seconds) are printed at the end as `figure: NAME SECONDS`.
 set -euo pipefail
@@ -131,6 +133,37 @@ kc top node "$NODE" || fail "no node metrics for $NODE after 90s"
 for _ in $(seq 1 60); do kc -n "$DEMO_NS" top pods >/dev/null 2>&1 && break; sleep 1; done
 kc -n "$DEMO_NS" top pods || fail "no pod metrics in $DEMO_NS after 60s"
 kc -n "$DEMO_NS" get hpa
+
+if [ "${HPA:-1}" = 1 ]; then
+  say "the HPA on real CPU: 80 requests/s on the frontend (1 replica, 100m CPU requested, target 60%)"
+  kc -n "$DEMO_NS" delete pod load-hpa --ignore-not-found --wait >/dev/null
+  t=$(now)
+  kc -n "$DEMO_NS" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: load-hpa}
+spec:
+  restartPolicy: Never
+  automountServiceAccountToken: false
+  securityContext: {runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, seccompProfile: {type: RuntimeDefault}}
+  containers:
+  - name: load
+    image: chaoslab:$VERSION
+    imagePullPolicy: Never
+    args: [load, "http://frontend.$DEMO_NS.svc:8080/", --rate, "80", --duration, 60s, --threads, "1", -q]
+    securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+YAML
+  desired=1
+  for _ in $(seq 1 90); do
+    desired=$(kc -n "$DEMO_NS" get hpa frontend -o 'jsonpath={.status.desiredReplicas}')
+    [ "${desired:-1}" -lt 2 ] || break
+    sleep 1
+  done
+  kc -n "$DEMO_NS" get hpa frontend
+  [ "${desired:-1}" -ge 2 ] || fail "the HPA did not scale the frontend up under load within 90s"
+  figure hpa-scale-up-after-load-start "$(since "$t")"
+  kc -n "$DEMO_NS" delete pod load-hpa --wait=false >/dev/null
+fi
 
 if [ "${PODKILL:-1}" = 1 ]; then
   say "a PodKill: examples/podkill.yaml aimed at catalog (the demo has no app=web)"

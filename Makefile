@@ -6,11 +6,12 @@ export CHAOSLAB_CACHE
 # Pinned tools (helm) built by hack/tools.sh live here.
 export PATH := $(CHAOSLAB_CACHE)/bin:$(PATH)
 
-.PHONY: test tools fmt-check clippy unit crds helm-check build operator e2e demo lab install
+.PHONY: test tools fmt-check clippy unit crds helm-check build operator e2e demo lab install image image-verify real-node-check
 
 ## Everything CI checks: formatting, lints, unit + mocked-API + schema + chart tests (with the
-## CRD drift check), helm lint/template, then the e2e suite on the local cluster.
-test: tools fmt-check clippy unit helm-check e2e
+## CRD drift check), helm lint/template, the e2e suite on the local cluster, then the chart on a
+## real node (kubelet + containerd: the operator and the lab app as real pods).
+test: tools fmt-check clippy unit helm-check e2e real-node-check
 	@echo "make test: all checks passed"
 	@cat target/test-output.txt target/e2e-output.txt | awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}'
 
@@ -74,3 +75,23 @@ e2e: tools
 	    $(CARGO) test --locked --offline -p chaoslab --features e2e --test e2e -- --test-threads=1 2>&1 | tee target/e2e-output.txt || status=$$?; \
 	  rm -rf target/e2e-logs; cp -r "$$CHAOSLAB_CLUSTER_DIR/logs" target/e2e-logs 2>/dev/null || true; \
 	  bash hack/cluster down; exit $$status
+
+## The chaoslab image without Docker: the release binary in an OCI archive laid out like the
+## Dockerfile's final stage (target/image/chaoslab-<appVersion>.oci.tar), checked against it.
+image:
+	bash hack/deps.sh
+	bash hack/image.sh build
+
+## Hold the built image's config and files to the Dockerfile (exits non-zero on a mismatch).
+image-verify:
+	bash hack/image.sh verify
+
+## The chart on a real node (docs/testing.md, "The real node"): hack/cluster up --real-node
+## (containerd, kubelet, kube-proxy, CNI, CoreDNS in the cluster's namespace), helm install with
+## the demo and no other values, the operator's and the demo's checks, load from a pod through
+## CoreDNS and a ClusterIP, a PodKill; then down, whatever happened. Fails loudly on any step.
+real-node-check:
+	bash hack/deps.sh
+	bash hack/tools.sh >/dev/null
+	bash hack/k8s/build.sh all >/dev/null
+	bash hack/real-node-check.sh

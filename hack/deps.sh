@@ -3,15 +3,19 @@
 # toolchains that come with the machine. Idempotent: a ready machine is left as it is.
 #   - Debian packages (apt-get, as root): make, git, ca-certificates, build-essential, and for the
 #     local cluster: iproute2 (network namespaces), openssl (its PKI), curl (health checks),
-#     procps (kill), util-linux (setsid, flock), time (build memory figures), bc (bench/), and
-#     chromium (headless: the HTML report is opened and screenshotted in tests/it/lab.rs)
+#     procps (kill), util-linux (setsid, flock), time (build memory figures), bc (bench/),
+#     chromium (headless: the HTML report is opened and screenshotted in tests/it/lab.rs), and for
+#     the real node (hack/cluster up --real-node): containerd 1.6 and runc 1.1 (the container
+#     runtime), iptables and conntrack (kube-proxy), umoci and jq (OCI images without Docker,
+#     hack/image.sh; its pause image is Kubernetes' pause.c built with build-essential's gcc)
 #   - rustup components: rustfmt, clippy
 #   - Go (>= 1.26, see hack/k8s/versions.env) must be on PATH: it builds helm and Kubernetes' parts.
 set -euo pipefail
 
 log() { printf '[deps] %s\n' "$*" >&2; }
 
-PACKAGES=(make git ca-certificates build-essential iproute2 openssl curl procps util-linux time bc chromium)
+PACKAGES=(make git ca-certificates build-essential iproute2 openssl curl procps util-linux time bc chromium
+  containerd runc iptables conntrack umoci jq)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -4,7 +4,8 @@
 # links to all of them (put it on PATH). Progress goes to stderr; stdout is only that directory.
 #
 #   hack/k8s/build.sh                 build what is missing (all parts), print the bin directory
-#   hack/k8s/build.sh etcd kwok       only these parts (k8s, etcd, kwok, metrics-server)
+#   hack/k8s/build.sh etcd kwok       only these parts (k8s, etcd, kwok, metrics-server, cni-plugins, coredns)
+#   hack/k8s/build.sh all             the control plane's parts and the real node's (cni-plugins, coredns)
 #   CHAOSLAB_CACHE=/path hack/k8s/build.sh   cache root (default ~/.cache/chaoslab)
 #
 # Parts and where they land (HASH = short hash of the build recipe, Go version included):
@@ -14,6 +15,9 @@
 #                   $CACHE/kwok-$KWOK_VERSION/kustomize/metrics/{resource,usage}/ (also linked at
 #                   $CACHE/k8s-share/kwok-metrics)
 #   metrics-server  $CACHE/metrics-server-$METRICS_SERVER_VERSION/bin/metrics-server
+#   cni-plugins     $CACHE/cni-plugins-$CNI_PLUGINS_VERSION-HASH/bin/{bridge,host-local,loopback,portmap}
+#                   (the real node's CNI bin dir; linked at $CACHE/k8s-share/cni-bin, not on PATH)
+#   coredns         $CACHE/coredns-$COREDNS_VERSION-HASH/bin/coredns (only $COREDNS_PLUGINS compiled in)
 #   links           $CACHE/k8s-bin/*   <- printed on stdout
 # A part whose binaries are present is skipped without running any build, so a warm run takes
 # seconds. Each part is built in a temporary directory and renamed into place when complete, so an
@@ -24,7 +28,13 @@
 # replaces its staging modules (k8s.io/api, client-go, ...) with ./staging paths. Our wrapper requires
 # k8s.io/kubernetes and replaces each of those modules with its published v0.x tag, the list being read
 # from k8s.io/kubernetes' own go.mod. etcd's server module has ../ replaces too; a wrapper that
-# requires it builds it. kwok and metrics-server install with plain `go install`.
+# requires it builds it. kwok, metrics-server and the CNI plugins install with plain `go install`.
+# CoreDNS is built from a main of our own that imports CoreDNS' server and only the plugins the
+# cluster's DNS uses (CoreDNS documents this way of choosing plugins without `go generate`).
+#
+# Locks: one build of a part at a time per cache. The control plane's parts share one lock
+# ($CACHE/.k8s-build.lock, as before); the real node's parts each have their own, so they build
+# while another run builds Kubernetes.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -34,7 +44,9 @@ source "$HERE/versions.env"
 CACHE=${CHAOSLAB_CACHE:-$HOME/.cache/chaoslab}
 BIN=$CACHE/k8s-bin
 WORKROOT=$CACHE/work
-ALL_PARTS=(k8s etcd kwok metrics-server)
+# Built when no part is named (what `make tools` and plain `hack/cluster up` need).
+DEFAULT_PARTS=(k8s etcd kwok metrics-server)
+NODE_PARTS=(cni-plugins coredns)
 
 log() { printf '[k8s-build %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -45,11 +57,12 @@ parts=()
 for a in "$@"; do
   case $a in
     -h|--help) usage; exit 0 ;;
-    k8s|etcd|kwok|metrics-server) parts+=("$a") ;;
+    k8s|etcd|kwok|metrics-server|cni-plugins|coredns) parts+=("$a") ;;
+    all) parts+=("${DEFAULT_PARTS[@]}" "${NODE_PARTS[@]}") ;;
     *) usage; die "unknown argument: $a" ;;
   esac
 done
-[ ${#parts[@]} -gt 0 ] || parts=("${ALL_PARTS[@]}")
+[ ${#parts[@]} -gt 0 ] || parts=("${DEFAULT_PARTS[@]}")
 
 # --- Go environment: the same for every build ------------------------------------------------------
 command -v go >/dev/null || die "go is not on PATH (Go 1.$GO_MIN_MINOR or newer builds these parts)"
@@ -271,13 +284,79 @@ build_metrics_server() {
   finish "$tmp" "$MS_DIR"
 }
 
+# --- CNI plugins (the real node): plain go install ---------------------------------------------------
+CNI_MOD=github.com/containernetworking/plugins
+# The stamp the plugins' own build sets (build_linux.sh): `bridge` run by hand prints it.
+CNI_LDFLAGS="-s -w -X $CNI_MOD/pkg/utils/buildversion.BuildVersion=$CNI_PLUGINS_VERSION"
+cni_pkg() { # cni_pkg NAME: the plugin's package in the module
+  case $1 in
+    host-local|dhcp|static) echo "$CNI_MOD/plugins/ipam/$1" ;;
+    portmap|bandwidth|firewall|sbr|tuning|vrf) echo "$CNI_MOD/plugins/meta/$1" ;;
+    *) echo "$CNI_MOD/plugins/main/$1" ;;
+  esac
+}
+cni_recipe() {
+  printf '%s\n' "toolchain $TOOLCHAIN" "module $CNI_MOD $CNI_PLUGINS_VERSION" "ldflags $CNI_LDFLAGS" "plugins $CNI_PLUGINS"
+}
+CNI_DIR=$CACHE/cni-plugins-$CNI_PLUGINS_VERSION-$(cni_recipe | short_hash)
+
+cni_present() { local p; for p in $CNI_PLUGINS; do [ -x "$CNI_DIR/bin/$p" ] || return 1; done; }
+
+build_cni_plugins() {
+  local work=$WORKROOT/$(basename "$CNI_DIR") tmp=$CNI_DIR.tmp.$$ p pkgs=()
+  fresh_tmp "$CNI_DIR"
+  rm -rf "$work" && mkdir -p "$work/logs"
+  for p in $CNI_PLUGINS; do pkgs+=("$(cni_pkg "$p")@$CNI_PLUGINS_VERSION"); done
+  timed "$work/logs" "cni plugins" env GOBIN="$tmp/bin" go -C "$work" install -trimpath -ldflags "$CNI_LDFLAGS" "${pkgs[@]}"
+  # Run by hand (no CNI_COMMAND), a plugin prints its name and version.
+  for p in $CNI_PLUGINS; do check_version "$tmp/bin/$p" "$CNI_PLUGINS_VERSION"; done
+  finish "$tmp" "$CNI_DIR"
+}
+
+# --- CoreDNS (the real node's cluster DNS): a main with only the plugins we use -----------------------
+COREDNS_MOD=github.com/coredns/coredns
+COREDNS_LDFLAGS="-s -w"
+coredns_recipe() {
+  printf '%s\n' "toolchain $TOOLCHAIN" "go <go line of $COREDNS_MOD@$COREDNS_VERSION>" "require $COREDNS_MOD $COREDNS_VERSION" \
+    "plugins $COREDNS_PLUGINS" "ldflags $COREDNS_LDFLAGS"
+}
+COREDNS_DIR=$CACHE/coredns-$COREDNS_VERSION-$(coredns_recipe | short_hash)
+
+coredns_present() { [ -x "$COREDNS_DIR/bin/coredns" ]; }
+
+build_coredns() {
+  local work=$WORKROOT/$(basename "$COREDNS_DIR") tmp=$COREDNS_DIR.tmp.$$ info gomod dir mtime goline p
+  fresh_tmp "$COREDNS_DIR"
+  rm -rf "$work" && mkdir -p "$work/logs"
+  info=$(module_info "$COREDNS_MOD@$COREDNS_VERSION"); read -r gomod dir mtime <<<"$info"
+  goline=$(awk '$1 == "go" { print $2; exit }' "$gomod")
+  printf 'module chaoslab.local/coredns-build\n\ngo %s\n\nrequire %s %s\n' "$goline" "$COREDNS_MOD" "$COREDNS_VERSION" >"$work/go.mod"
+  {
+    printf '// Generated by hack/k8s/build.sh: CoreDNS with only the plugins the cluster DNS uses.\npackage main\n\nimport (\n'
+    printf '\t"%s/coremain"\n' "$COREDNS_MOD"
+    for p in $COREDNS_PLUGINS; do printf '\t_ "%s/plugin/%s"\n' "$COREDNS_MOD" "$p"; done
+    printf ')\n\nfunc main() { coremain.Run() }\n'
+  } >"$work/main.go"
+  timed "$work/logs" "coredns modules (go mod tidy)" go -C "$work" mod tidy
+  timed "$work/logs" coredns go -C "$work" build -trimpath -ldflags "$COREDNS_LDFLAGS" -o "$tmp/bin/coredns" .
+  check_version "$tmp/bin/coredns" "CoreDNS-${COREDNS_VERSION#v}" -version
+  local plugins; plugins=$("$tmp/bin/coredns" -plugins)
+  for p in $COREDNS_PLUGINS; do grep -Eqx "[[:space:]]*(dns\.)?$p" <<<"$plugins" || die "coredns -plugins does not list $p: $plugins"; done
+  finish "$tmp" "$COREDNS_DIR"
+}
+
 # --- Main --------------------------------------------------------------------------------------------
 mkdir -p "$CACHE" "$WORKROOT" "$BIN"
-# One build at a time per cache: a second run waits, then finds the binaries present.
-if command -v flock >/dev/null; then
-  exec 9>"$CACHE/.k8s-build.lock"
-  flock -n 9 || { log "another hack/k8s/build.sh is building in $CACHE; waiting for it"; flock 9; }
-fi
+# lock PART: one build of PART at a time per cache (fd 9; the next lock or the exit releases it). A
+# second run waits, then finds the binaries present. The control plane's parts keep the one lock they
+# always had, so this script and an older copy of it never build the same part at once.
+lock() {
+  command -v flock >/dev/null || return 0
+  local f=$CACHE/.k8s-build.lock
+  case $1 in cni-plugins|coredns) f=$CACHE/.k8s-build-$1.lock ;; esac
+  exec 9>"$f"
+  flock -n 9 || { log "another hack/k8s/build.sh is building in $CACHE ($f); waiting for it"; flock 9; }
+}
 
 total_start=$(date +%s)
 summary=()
@@ -287,9 +366,17 @@ for part in "${parts[@]}"; do
     etcd) present=etcd_present build=build_etcd what="etcd $ETCD_VERSION" dir=$ETCD_DIR ;;
     kwok) present=kwok_present build=build_kwok what="kwok $KWOK_VERSION" dir=$KWOK_DIR ;;
     metrics-server) present=ms_present build=build_metrics_server what="metrics-server $METRICS_SERVER_VERSION" dir=$MS_DIR ;;
+    cni-plugins) present=cni_present build=build_cni_plugins what="CNI plugins $CNI_PLUGINS_VERSION ($CNI_PLUGINS)" dir=$CNI_DIR ;;
+    coredns) present=coredns_present build=build_coredns what="CoreDNS $COREDNS_VERSION ($COREDNS_PLUGINS)" dir=$COREDNS_DIR ;;
   esac
   if $present; then
     summary+=("$part cached")
+    continue
+  fi
+  lock "$part"
+  # Another run may have built it while this one waited for the lock.
+  if $present; then
+    summary+=("$part cached (built by another run)")
     continue
   fi
   start=$(date +%s)
@@ -300,12 +387,16 @@ for part in "${parts[@]}"; do
 done
 
 # Links to every built binary, and a stable path to kwok's metrics configs.
-for d in "$K8S_DIR" "$ETCD_DIR" "$KWOK_DIR" "$MS_DIR"; do
+for d in "$K8S_DIR" "$ETCD_DIR" "$KWOK_DIR" "$MS_DIR" "$COREDNS_DIR"; do
   [ -d "$d/bin" ] || continue
   for f in "$d"/bin/*; do ln -sfn "$f" "$BIN/$(basename "$f")"; done
 done
 if [ -d "$KWOK_DIR/kustomize/metrics" ]; then
   mkdir -p "$CACHE/k8s-share" && ln -sfn "$KWOK_DIR/kustomize/metrics" "$CACHE/k8s-share/kwok-metrics"
+fi
+# The CNI plugins are the node's, not tools: a directory of their own (containerd's CNI bin_dir).
+if [ -d "$CNI_DIR/bin" ]; then
+  mkdir -p "$CACHE/k8s-share" && ln -sfn "$CNI_DIR/bin" "$CACHE/k8s-share/cni-bin"
 fi
 
 log "ready in $(( $(date +%s) - total_start ))s ($(IFS=,; printf '%s' "${summary[*]}" | sed 's/,/, /g')) -> $BIN"

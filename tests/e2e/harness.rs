@@ -28,7 +28,7 @@ pub const CHART_NS: &str = "chaoslab-system";
 pub const RELEASE: &str = "chaoslab";
 
 pub fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join(rel)
 }
 
 /// Where the cluster's tools are; the suite fails loudly outside `make e2e`.

@@ -58,9 +58,10 @@ fn namespaces_of(files: &[std::path::PathBuf]) -> std::collections::BTreeSet<Str
 /// Every chaoslab object, in any namespace, belonging to a release.
 fn release_objects(release: &str) -> String {
     let selector = format!("app.kubernetes.io/instance={release}");
-    let (_, namespaced, _) =
-        run("kubectl", &["get", "deploy,sa,svc,role,rolebinding,cm,secret", "-A", "-l", &selector, "-o", "name"]);
-    let (_, cluster, _) = run("kubectl", &["get", "clusterrole,clusterrolebinding", "-l", &selector, "-o", "name"]);
+    // A list that fails is no proof that nothing is left: both must succeed.
+    let namespaced =
+        ok("kubectl", &["get", "deploy,sa,svc,role,rolebinding,cm,secret", "-A", "-l", &selector, "-o", "name"]);
+    let cluster = ok("kubectl", &["get", "clusterrole,clusterrolebinding", "-l", &selector, "-o", "name"]);
     format!("{namespaced}{cluster}")
 }
 

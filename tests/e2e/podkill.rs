@@ -105,6 +105,8 @@ async fn an_eviction_blocked_by_a_disruption_budget_is_recorded_and_inconclusive
         (out.trim() == "2").then_some(())
     })
     .await;
+    let before = pod_uids(ns, "web");
+    assert_eq!(before.len(), 2, "two web pods before the PodKill: {before:?}");
     let _operator = Operator::start("evict", &[ns]);
     let api = create::<PodKill>(
         &client,
@@ -123,14 +125,24 @@ async fn an_eviction_blocked_by_a_disruption_budget_is_recorded_and_inconclusive
         st.targets[0].reason
     );
     assert_eq!(st.killed, Some(0));
-    let pods = crate::harness::kubectl(&["-n", ns, "get", "pods", "-l", "app=web", "--no-headers"]);
-    assert_eq!(pods.lines().count(), 2, "no pod was evicted:\n{pods}");
+    // The same pods, not just as many: a ReplicaSet would have replaced an evicted one.
+    assert_eq!(pod_uids(ns, "web"), before, "no pod was evicted");
+}
+
+/// The UIDs of the pods labelled `app: APP` in `ns`.
+fn pod_uids(ns: &str, app: &str) -> std::collections::BTreeSet<String> {
+    let selector = format!("app={app}");
+    let out =
+        crate::harness::kubectl(&["-n", ns, "get", "pods", "-l", &selector, "-o", "jsonpath={.items[*].metadata.uid}"]);
+    out.split_whitespace().map(str::to_owned).collect()
 }
 
 #[tokio::test]
 async fn a_namespace_that_did_not_opt_in_is_refused_with_a_condition() {
     let ns = "e2e-optout";
     let client = lab(ns, false, "web", 1).await;
+    let before = pod_uids(ns, "web");
+    assert_eq!(before.len(), 1, "one web pod before the PodKill: {before:?}");
     let _operator = Operator::start("optout", &[ns]);
     let api = create::<PodKill>(&client, ns, "refused", json!({"selector": {"matchLabels": {"app": "web"}}})).await;
     let st = finished(&api, "refused", Duration::from_secs(30)).await.status.expect("status");
@@ -143,17 +155,7 @@ async fn a_namespace_that_did_not_opt_in_is_refused_with_a_condition() {
         accepted.message
     );
     assert!(st.targets.is_empty());
-    let pods = crate::harness::kubectl(&[
-        "-n",
-        ns,
-        "get",
-        "pods",
-        "-l",
-        "app=web",
-        "-o",
-        "jsonpath={.items[*].metadata.creationTimestamp}",
-    ]);
-    assert_eq!(pods.split_whitespace().count(), 1, "nothing was killed");
+    assert_eq!(pod_uids(ns, "web"), before, "nothing was killed");
 }
 
 #[tokio::test]

@@ -29,25 +29,9 @@ fn checked_in_crds_match_the_rust_types() {
 }
 
 /// Parse a chaoslab manifest into its Rust type, so examples cannot drift from the types either,
-/// and pass the operator's own checks (what the schema and CEL cannot express).
+/// and pass the operator's own checks (what the schema and CEL cannot express): admission whole.
 fn parse_typed(doc: &Value) -> Result<(), String> {
-    use chaoslab::{api::*, controller::podkill, domain::spec_check::SpecCheck};
-    fn checked<K: serde::de::DeserializeOwned + SpecCheck>(v: Value) -> Result<(), String> {
-        serde_json::from_value::<K>(v).map_err(|e| e.to_string())?.check_spec()
-    }
-    let v = doc.clone();
-    match doc["kind"].as_str().unwrap_or_default() {
-        "PodKill" => {
-            let pk = serde_json::from_value::<PodKill>(v).map_err(|e| e.to_string())?;
-            podkill::validate(&pk.spec).map(drop)
-        }
-        "LoadTest" => checked::<LoadTest>(v),
-        "ServiceFault" => checked::<ServiceFault>(v),
-        "CircuitBreakerTrial" => checked::<CircuitBreakerTrial>(v),
-        "AutoscalingCheck" => checked::<AutoscalingCheck>(v),
-        "Drill" => checked::<Drill>(v),
-        other => Err(format!("unknown chaoslab kind {other}")),
-    }
+    chaoslab::admission::admit(doc).map(drop).map_err(|e| e.to_string())
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! (docs/architecture.md draws the floors).
 
 pub use chaoslab_api as api;
-pub use chaoslab_core::{domain, faults, load, trial};
+pub use chaoslab_core::{admission, domain, faults, load, trial};
 pub use chaoslab_dataplane::{demo, engine, proxy, serve};
 pub use chaoslab_operator::{controller, metrics, operator, runner};
 pub use chaoslab_report as report;

@@ -1,5 +1,5 @@
-//! Shared test support: validating manifests the way the API server does (OpenAPI schema with
-//! defaults, then CEL rules), without an API server.
+//! Shared test support: validating manifests the way the API server does (through the product's
+//! `admission`), the repository's files, and the groups that keep timing tests apart.
 
 #![allow(dead_code)]
 
@@ -8,7 +8,6 @@ use std::{
     sync::{Condvar, Mutex, PoisonError},
 };
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::Value;
 
 pub mod helm;
@@ -83,51 +82,12 @@ pub fn files_under(dir: &Path, ext: &str) -> Vec<PathBuf> {
     out
 }
 
-/// The CRD serving a chaoslab manifest's kind.
-pub fn crd_for(manifest: &Value) -> CustomResourceDefinition {
-    let kind = manifest["kind"].as_str().expect("manifest has a kind");
-    chaoslab::api::crds()
-        .into_iter()
-        .find(|c| c.spec.names.kind == kind)
-        .unwrap_or_else(|| panic!("no chaoslab CRD serves kind {kind}"))
-}
-
-fn openapi_schema(crd: &CustomResourceDefinition) -> Value {
-    let schema = crd.spec.versions[0]
-        .schema
-        .as_ref()
-        .and_then(|s| s.open_api_v3_schema.as_ref())
-        .expect("CRD has an openAPIV3Schema");
-    serde_json::to_value(schema).expect("schema serializes")
-}
-
 /// Validate a manifest (an update when `old` is given) like the API server: the structural
-/// schema (types, enums, ranges, patterns, required fields), then the CEL rules with defaults
-/// applied. Returns every error as `path: message`.
+/// schema (types, enums, ranges, patterns, required and unknown fields), then the CEL rules with
+/// defaults applied — the product's own gate (`chaoslab::admission`), which the CLI and the lab
+/// use too. Returns every error as `path: message`.
 pub fn validate(manifest: &Value, old: Option<&Value>) -> Result<(), Vec<String>> {
-    let crd = crd_for(manifest);
-    let schema = openapi_schema(&crd);
-    // The apiserver validates spec and status but not metadata/apiVersion/kind against the
-    // schema; the schema does not declare them, so drop them for the structural check.
-    let mut body = manifest.clone();
-    if let Some(obj) = body.as_object_mut() {
-        obj.remove("metadata");
-        obj.remove("apiVersion");
-        obj.remove("kind");
-    }
-    let validator = jsonschema::draft4::new(&schema).expect("the CRD schema compiles as JSON schema");
-    let mut errors: Vec<String> = validator
-        .iter_errors(&body)
-        .map(|e| {
-            let path = e.instance_path.to_string().trim_start_matches('/').replace('/', ".");
-            format!("{path}: {e}")
-        })
-        .collect();
-    // Like the apiserver, CEL rules only run on an object whose structure is valid.
-    if errors.is_empty()
-        && let Err(cel) = kube::core::cel::Validator::new().validate(&schema, manifest, old)
-    {
-        errors.extend(cel.iter().map(|e| e.to_string()));
-    }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    chaoslab::admission::validate(manifest, old)
+        .map(drop)
+        .map_err(|refusal| refusal.field_errors().iter().map(ToString::to_string).collect())
 }

@@ -20,8 +20,8 @@ use super::{
     run::RunArgs,
 };
 use crate::{
+    admission::Admitted,
     api::{AutoscalingCheck, CircuitBreakerTrial, Drill, load::LoadProfile, trial::AutoscalingCheckStatus},
-    domain::spec_check::SpecCheck as _,
     local::{
         LocalTargets, LocalWorld,
         lab::{LabOptions, LabTopology, autoscaling as lab_autoscaling},
@@ -99,29 +99,17 @@ impl Run {
         let (Some(document), None) = (runs.next(), runs.next()) else {
             anyhow::bail!("{source}: one resource per file, a Drill, a CircuitBreakerTrial or an AutoscalingCheck")
         };
-        let kind = document.get("kind").and_then(|k| k.as_str()).unwrap_or_default().to_owned();
-        let api_version = document.get("apiVersion").and_then(|k| k.as_str()).unwrap_or_default();
-        if api_version != crate::api::API_VERSION {
-            anyhow::bail!("{source}: apiVersion is {api_version:?}; allowed: {}", crate::api::API_VERSION);
-        }
-        match kind.as_str() {
-            "Drill" => Ok(Run::Drill(Box::new(
-                serde_json::from_value(document).with_context(|| format!("{source}: not a valid Drill"))?,
-            ))),
-            "CircuitBreakerTrial" => Ok(Run::Trial(Box::new(
-                serde_json::from_value(document)
-                    .with_context(|| format!("{source}: not a valid CircuitBreakerTrial"))?,
-            ))),
-            "AutoscalingCheck" => {
-                let check: AutoscalingCheck = serde_json::from_value(document)
-                    .with_context(|| format!("{source}: not a valid AutoscalingCheck"))?;
-                check.check_spec().map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
-                Ok(Run::Scaling(Box::new(check)))
-            }
-            "LoadTest" => anyhow::bail!("{source}: a LoadTest runs with `chaoslab load -f {source}`"),
-            other => {
-                anyhow::bail!("{source}: kind is {other:?}; allowed: Drill, CircuitBreakerTrial, AutoscalingCheck")
-            }
+        // Admitted as the cluster admits it (schema, unknown fields, CEL, the operator's checks),
+        // so the lab runs nothing the cluster would refuse.
+        match crate::admission::admit(&document).map_err(|e| anyhow::anyhow!("{source}: {e}"))? {
+            Admitted::Drill(drill) => Ok(Run::Drill(drill)),
+            Admitted::CircuitBreakerTrial(trial) => Ok(Run::Trial(trial)),
+            Admitted::AutoscalingCheck(check) => Ok(Run::Scaling(check)),
+            Admitted::LoadTest(_) => anyhow::bail!("{source}: a LoadTest runs with `chaoslab load -f {source}`"),
+            other => anyhow::bail!(
+                "{source}: kind is {:?}; allowed: Drill, CircuitBreakerTrial, AutoscalingCheck",
+                other.kind().as_str()
+            ),
         }
     }
 
@@ -343,7 +331,31 @@ fn seconds(d: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::service_args;
+    use super::{Run, service_args};
+
+    const TOUR: &str = include_str!("../../../../examples/lab/tour.yaml");
+
+    /// The lab runs nothing the cluster would refuse (issue: `inject: 0s` ran, a misspelled
+    /// `abortwhen:` vanished with its rule, an empty selector killed every lab pod).
+    #[test]
+    fn a_lab_file_is_admitted_as_the_cluster_admits_it() {
+        assert!(matches!(Run::parse(TOUR, "tour.yaml"), Ok(Run::Drill(_))));
+        let refused = |from: &str, to: &str| {
+            assert!(TOUR.contains(from), "the tour has {from:?}");
+            match Run::parse(&TOUR.replacen(from, to, 1), "tour.yaml") {
+                Ok(_) => panic!("{to:?} was accepted"),
+                Err(e) => e.to_string(),
+            }
+        };
+        let e = refused("    inject: 12s", "    inject: 0s");
+        assert!(e.starts_with("tour.yaml: ") && e.contains("inject must be from 1s to 1h"), "{e}");
+        let e = refused("  phases:", "  abortwhen: [{when: 'errorRate > 50%', for: 2s}]\n  phases:");
+        assert!(e.contains("spec.abortwhen: unknown field; allowed here: ") && e.contains("abortWhen"), "{e}");
+        let e = refused("  namespace: chaoslab-demo", "  namespace: chaoslab-demo\n  labels: {a: b}\nextra: 1");
+        assert!(e.contains("extra: unknown field"), "{e}");
+        let e = refused("kind: Drill", "kind: PodKill");
+        assert!(e.contains("tour.yaml: "), "{e}");
+    }
 
     #[test]
     fn service_args_take_a_known_service_and_a_json_list_of_flags() {

@@ -17,19 +17,17 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    admission::{self, Admitted, Refusal},
     api::{
         GoDuration, LoadTest, Verdict,
         figures::AbortRule,
         load::{HttpMethod, LoadModel, LoadProfile, LoadTarget, LoadTestSpec, Preset, RequestSpec, RunnerSpec, Stage},
     },
     cli::output::{self, AbortedBy, Ended, Finished, Progress},
-    domain::{
-        expression::{Expression, Metric, Value},
-        spec_check::SpecCheck as _,
-    },
+    domain::expression::Expression,
     engine::{self, EngineConfig, EngineError},
     load::{
-        Figures, Plan, PlanError, RunnerShare, expand,
+        Figures, Plan, RunnerShare, expand,
         stages::{MAX_STAGE, MAX_TARGET, MIN_STAGE},
         summary::{DEFAULT_ABORT_GRACE, RunSummary, Stop, SummarySpec},
     },
@@ -114,17 +112,16 @@ pub struct LoadArgs {
 
     /// Open model: requests per second (1 to 1000000). Requests start on schedule whatever the
     /// server does. With --preset, the nominal level L the preset is built around.
-    #[arg(long, value_name = "PER_SECOND", help_heading = "Load", conflicts_with = "vus",
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, value_name = "PER_SECOND", help_heading = "Load", conflicts_with = "vus")]
     pub rate: Option<u32>,
     /// Closed model: virtual users (1 to 100000), each waiting for its answer before sending
     /// again. With --preset, the nominal level L.
-    #[arg(long, value_name = "USERS", help_heading = "Load", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, value_name = "USERS", help_heading = "Load")]
     pub vus: Option<u32>,
     /// The model of a --stage ramp: open (stage targets are requests per second, the default) or
     /// closed (virtual users). --rate and --vus imply it.
-    #[arg(long, value_enum, help_heading = "Load")]
-    pub model: Option<ModelArg>,
+    #[arg(long, value_name = "MODEL", help_heading = "Load", value_parser = api_enum::<LoadModel>)]
+    pub model: Option<LoadModel>,
     /// How long a constant load lasts, 1s to 24h (Go duration: 30s, 5m, 1h30m). With --preset,
     /// the preset's D (default: the preset's own).
     #[arg(long, value_name = "DURATION", help_heading = "Load")]
@@ -132,8 +129,8 @@ pub struct LoadArgs {
     /// A test type that expands into stages around --rate or --vus: baseline (10% of L),
     /// load (ramp, hold L, ramp down), stress (L, 1.5L, 2L), spike (L, 5L, L), soak (L for
     /// long), capacity (10% to 200% of L in steps, stopping at the first that breaks a threshold).
-    #[arg(long, value_enum, help_heading = "Load")]
-    pub preset: Option<PresetArg>,
+    #[arg(long, value_name = "PRESET", help_heading = "Load", value_parser = api_enum::<Preset>)]
+    pub preset: Option<Preset>,
     /// A ramp stage, repeatable (1 to 100): move linearly to TARGET (rate or VUs) over DURATION,
     /// from where the previous stage left off (the first from 0). Replaces --rate, --vus,
     /// --duration and --preset.
@@ -152,9 +149,10 @@ pub struct LoadArgs {
     #[arg(long, value_name = "DURATION", help_heading = "Verdict", requires = "abort_on_fail")]
     pub abort_grace: Option<GoDuration>,
 
-    /// The HTTP method.
-    #[arg(long, value_enum, ignore_case = true, default_value = "GET", help_heading = "Request")]
-    pub method: MethodArg,
+    /// The HTTP method: GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS.
+    #[arg(long, value_name = "METHOD", default_value = "GET", help_heading = "Request",
+          value_parser = |m: &str| api_enum::<HttpMethod>(&m.to_ascii_uppercase()))]
+    pub method: HttpMethod,
     /// A request header, repeatable: -H 'Content-Type: application/json'.
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", help_heading = "Request", value_parser = parse_header)]
     pub headers: Vec<(String, String)>,
@@ -165,16 +163,14 @@ pub struct LoadArgs {
     #[arg(long, value_name = "PATH", help_heading = "Request")]
     pub body_file: Option<PathBuf>,
     /// A status that counts as success, repeatable (at most 16); default: any 2xx or 3xx.
-    #[arg(long = "expect-status", value_name = "STATUS", help_heading = "Request",
-          value_parser = clap::value_parser!(u16).range(100..=599))]
+    #[arg(long = "expect-status", value_name = "STATUS", help_heading = "Request")]
     pub expect_status: Vec<u16>,
     /// Per-request timeout, 1ms to 5m.
     #[arg(long, value_name = "DURATION", default_value = "10s", help_heading = "Request")]
     pub timeout: GoDuration,
     /// Open model: the most requests in flight at once (1 to 1000000, default 10000). A request
     /// due while the bound is reached is counted as dropped, never delayed.
-    #[arg(long, value_name = "N", help_heading = "Request", conflicts_with = "vus",
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, value_name = "N", help_heading = "Request", conflicts_with = "vus")]
     pub max_in_flight: Option<u32>,
     /// Closed model: each virtual user's pause between an answer and its next request (at most 1m).
     #[arg(long, value_name = "DURATION", help_heading = "Request", conflicts_with = "rate")]
@@ -195,32 +191,10 @@ pub struct LoadArgs {
     pub quiet: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ModelArg {
-    Open,
-    Closed,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum PresetArg {
-    Baseline,
-    Load,
-    Stress,
-    Spike,
-    Soak,
-    Capacity,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-#[value(rename_all = "UPPER")]
-pub enum MethodArg {
-    Get,
-    Head,
-    Post,
-    Put,
-    Patch,
-    Delete,
-    Options,
+/// A value of one of the API's enums by the name the manifest uses (`open`, `capacity`, `GET`):
+/// the flags take what the CRD takes, and serde's error lists what is allowed.
+fn api_enum<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|e| e.to_string())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -273,9 +247,9 @@ impl Invocation {
     }
 }
 
-/// Turns the flags into a LoadTest spec and its plan, with the rules the cluster applies (the
-/// schema's bounds, the CEL rules, the spec checks and the stage expansion), each error naming
-/// the flag and what is allowed.
+/// Turns the flags into a LoadTest and its plan, admitted as the cluster admits one (the CRD's
+/// schema and CEL rules, then the operator's checks: `admission`, the one source of every bound
+/// and rule), each error in the words of the flags.
 pub fn invocation(args: &LoadArgs) -> Result<Invocation, FlagError> {
     if let Some(path) = &args.file {
         return from_file(path, args);
@@ -283,50 +257,20 @@ pub fn invocation(args: &LoadArgs) -> Result<Invocation, FlagError> {
     let url = args.url.clone().ok_or_else(|| {
         flag_error("give the URL to send requests to, such as http://localhost:8080/, or a LoadTest manifest with -f")
     })?;
+    // The schema's pattern refuses it too; this says what to write instead.
     check_url(&url)?;
-    let model = match (args.model, args.rate, args.vus) {
-        (Some(ModelArg::Closed), Some(_), _) => {
-            return Err(flag_error("--rate belongs to the open model; the closed model (--model closed) uses --vus"));
-        }
-        (Some(ModelArg::Open), _, Some(_)) => {
-            return Err(flag_error("--vus belongs to the closed model; the open model (--model open) uses --rate"));
-        }
-        (Some(ModelArg::Closed), ..) | (None, None, Some(_)) => LoadModel::Closed,
-        _ => LoadModel::Open,
-    };
     if args.stages.is_empty() && args.rate.is_none() && args.vus.is_none() {
         return Err(flag_error(
             "give --rate (requests per second, open model) or --vus (virtual users, closed model), or a ramp with --stage",
         ));
     }
-    match model {
-        LoadModel::Open if args.think_time.is_some() => {
-            return Err(flag_error("--think-time belongs to the closed model (--vus or --model closed)"));
-        }
-        LoadModel::Closed if args.max_in_flight.is_some() => {
-            return Err(flag_error("--max-in-flight belongs to the open model (--rate); the closed model has --vus"));
-        }
-        _ => {}
-    }
-    bounded("--timeout", args.timeout, Duration::from_millis(1), Duration::from_secs(300), "1ms to 5m")?;
-    if let Some(think) = args.think_time {
-        bounded("--think-time", think, Duration::ZERO, Duration::from_secs(60), "at most 1m")?;
-    }
-    if let Some(grace) = args.abort_grace {
-        bounded("--abort-grace", grace, Duration::ZERO, Duration::from_secs(3600), "at most 1h")?;
-    }
-    let thresholds = thresholds(args, model)?;
-    let preset = args.preset.map(preset);
-    if preset == Some(Preset::Capacity) && thresholds.is_empty() {
-        return Err(flag_error(
-            "--preset capacity needs at least one --threshold: it climbs until a level breaks one, such as --threshold 'p99 < 250ms'",
-        ));
-    }
+    // --vus implies the closed model; --model says it for a ramp of --stage.
+    let model = args.model.unwrap_or(if args.vus.is_some() { LoadModel::Closed } else { LoadModel::Open });
     let load = LoadProfile {
         target: LoadTarget { url: Some(url.clone()), service: None },
         requests: requests(args)?,
         model,
-        preset,
+        preset: args.preset,
         rate: args.rate,
         vus: args.vus,
         duration: args.duration,
@@ -337,20 +281,107 @@ pub fn invocation(args: &LoadArgs) -> Result<Invocation, FlagError> {
         http2: args.http2,
         runners: RunnerSpec::default(),
     };
-    let plan = expand(&load, None).map_err(plan_error)?;
     let spec = LoadTestSpec {
         load,
-        thresholds,
+        thresholds: args.thresholds.clone(),
         abort_on_fail: args.abort_on_fail,
         abort_grace_period: args.abort_grace,
         abort_when: Vec::new(),
     };
-    // The operator's own checks, as a backstop for whatever the flag checks above let through.
-    LoadTest::new("chaoslab-load", spec.clone()).check_spec().map_err(|e| flag_error(rename_fields(&e)))?;
+    let manifest = serde_json::to_value(LoadTest::new("chaoslab-load", spec))
+        .map_err(|e| flag_error(format!("the flags make no LoadTest: {e}")))?;
+    let spec = match admission::admit(&manifest) {
+        Ok(Admitted::LoadTest(lt)) => lt.spec,
+        Ok(other) => return Err(flag_error(format!("the flags made a {}, not a LoadTest", other.kind().as_str()))),
+        Err(refusal) => return Err(flag_error(in_flags(&refusal, &manifest))),
+    };
+    let plan = expand(&spec.load, None).map_err(|e| flag_error(in_flag_words(&e.to_string())))?;
     Ok(Invocation { url, source: None, spec, plan, output: args.output, quiet: args.quiet })
 }
 
-/// The LoadTest of `-f`: read, checked like the API server and the operator would check it, and
+/// The spec's fields as the flags that set them; longest first, so that `load.stages[0]` is
+/// found before `load.stages`.
+const FLAGS: [(&str, &str); 18] = [
+    ("load.requests[0].expectStatus", "--expect-status"),
+    ("load.requests[0].headers", "-H/--header"),
+    ("load.requests[0].method", "--method"),
+    ("load.requests[0].body", "--body"),
+    ("load.target.url", "URL"),
+    ("load.maxInFlight", "--max-in-flight"),
+    ("load.thinkTime", "--think-time"),
+    ("abortGracePeriod", "--abort-grace"),
+    ("load.duration", "--duration"),
+    ("load.timeout", "--timeout"),
+    ("load.preset", "--preset"),
+    ("load.stages", "--stage"),
+    ("load.model", "--model"),
+    ("load.http2", "--http2"),
+    ("abortOnFail", "--abort-on-fail"),
+    ("thresholds", "--threshold"),
+    ("load.rate", "--rate"),
+    ("load.vus", "--vus"),
+];
+
+/// A refusal of the LoadTest the flags built, one line naming the flags and the values given.
+fn in_flags(refusal: &Refusal, manifest: &serde_json::Value) -> String {
+    refusal
+        .field_errors()
+        .iter()
+        .map(|e| {
+            let message = in_flag_words(&e.message);
+            let flag = in_flag_words(e.field.strip_prefix("spec.").unwrap_or(&e.field));
+            if flag.is_empty() || flag == "load" {
+                return message.strip_prefix("load: ").map_or(message.clone(), str::to_owned);
+            }
+            let message = message.strip_prefix(&flag).map_or(message.as_str(), str::trim_start);
+            // A duration or a URL reads best with the value given: `--duration 25h: must be ...`.
+            let pointer = format!("/{}", e.field.replace(['.', '['], "/").replace(']', ""));
+            let given = manifest
+                .pointer(&pointer)
+                .and_then(serde_json::Value::as_str)
+                .map(|v| v.parse::<GoDuration>().map_or_else(|_| v.to_owned(), |d| duration_text(d.as_std())));
+            match given.as_deref() {
+                Some(value) if value.len() <= 64 && !message.contains(value) => format!("{flag} {value}: {message}"),
+                _ => format!("{flag}: {message}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The spec's field names in a message (`load.rate`, `spec.thresholds[1]`, `stages[].duration`)
+/// replaced by the flags that set them.
+fn in_flag_words(text: &str) -> String {
+    let mut out = text.replace("spec.load.", "load.").replace("spec.", "").replace("stages[].", "load.stages ");
+    for (field, flag) in FLAGS {
+        out = out.replace(field, flag);
+    }
+    // `--stage[3]` / `--threshold[0]`: the flag given in that place, counted from 1.
+    let mut text = String::new();
+    let mut rest = out.as_str();
+    while let Some(open) = rest.find('[') {
+        let (before, after) = rest.split_at(open);
+        text.push_str(before);
+        match after[1..].split_once(']') {
+            Some((index, tail))
+                if index.parse::<usize>().is_ok()
+                    && ["--stage", "--threshold", "--expect-status"].iter().any(|f| before.ends_with(f)) =>
+            {
+                let n = index.parse::<usize>().unwrap_or_default() + 1;
+                text.push_str(&format!(" number {n}"));
+                rest = tail.strip_prefix(".target").or_else(|| tail.strip_prefix(".duration")).unwrap_or(tail);
+            }
+            _ => {
+                text.push('[');
+                rest = &after[1..];
+            }
+        }
+    }
+    text.push_str(rest);
+    text
+}
+
+/// The LoadTest of `-f`: read, admitted as the API server and the operator would admit it, and
 /// its target resolved to a URL reachable from here.
 fn from_file(path: &std::path::Path, args: &LoadArgs) -> Result<Invocation, FlagError> {
     let shown = path.display();
@@ -374,9 +405,11 @@ fn from_file(path: &std::path::Path, args: &LoadArgs) -> Result<Invocation, Flag
             crate::api::API_VERSION
         )));
     }
-    let lt: LoadTest = serde_json::from_value(doc.clone()).map_err(|e| bad(format!("not a valid LoadTest: {e}")))?;
-    schema_rules(&lt.spec).map_err(&bad)?;
-    lt.check_spec().map_err(&bad)?;
+    let lt = match admission::admit(doc) {
+        Ok(Admitted::LoadTest(lt)) => *lt,
+        Ok(other) => return Err(bad(format!("is a {}, not a LoadTest", other.kind().as_str()))),
+        Err(refusal) => return Err(bad(refusal.to_string())),
+    };
     let plan = expand(&lt.spec.load, None).map_err(|e| bad(format!("spec.{e}")))?;
     let target = &lt.spec.load.target;
     let url = match (&target.url, &target.service, &args.url) {
@@ -410,149 +443,6 @@ fn from_file(path: &std::path::Path, args: &LoadArgs) -> Result<Invocation, Flag
     })
 }
 
-/// What the API server checks of a LoadTest spec before the operator sees it: the schema's
-/// bounds and patterns, and the CEL rules, with the CRD's messages.
-fn schema_rules(spec: &LoadTestSpec) -> Result<(), String> {
-    let load = &spec.load;
-    let count = |field: &str, n: usize, max: usize| {
-        if n > max { Err(format!("{field}: {n} items, at most {max} are allowed")) } else { Ok(()) }
-    };
-    let range = |field: &str, v: Option<u32>, min: u32, max: u32| match v {
-        Some(v) if !(min..=max).contains(&v) => Err(format!("{field}: {v} must be from {min} to {max}")),
-        _ => Ok(()),
-    };
-    let within = |field: &str, d: Option<GoDuration>, min: Duration, max: Duration, message: &str| match d {
-        Some(d) if !(min..=max).contains(&d.as_std()) => Err(format!("{field}: {message}")),
-        _ => Ok(()),
-    };
-    match (&load.target.url, &load.target.service) {
-        (Some(url), None) => check_url(url).map_err(|e| format!("spec.load.target.url: {e}"))?,
-        (None, Some(service)) => {
-            let name = &service.name;
-            let dns = !name.is_empty()
-                && name.len() <= 63
-                && name.starts_with(|c: char| c.is_ascii_lowercase())
-                && !name.ends_with('-')
-                && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-            if !dns {
-                return Err(format!("spec.load.target.service.name: {name:?} is not a Service name"));
-            }
-            if let Some(path) = &service.path
-                && (!path.starts_with('/') || path.len() > 1024)
-            {
-                return Err(format!(
-                    "spec.load.target.service.path: {path:?} must start with / (at most 1024 characters)"
-                ));
-            }
-        }
-        _ => return Err("spec.load.target: load.target needs exactly one of url and service".into()),
-    }
-    count("spec.load.requests", load.requests.len(), 32)?;
-    for (i, r) in load.requests.iter().enumerate() {
-        let field = |f: &str| format!("spec.load.requests[{i}].{f}");
-        if r.name.as_ref().is_some_and(|n| n.len() > 63) {
-            return Err(format!("{}: at most 63 characters", field("name")));
-        }
-        if r.path.as_ref().is_some_and(|p| !p.starts_with('/') || p.len() > 2048) {
-            return Err(format!("{}: must start with / (at most 2048 characters)", field("path")));
-        }
-        if r.body.as_ref().is_some_and(|b| b.len() > 65_536) {
-            return Err(format!("{}: at most 65536 characters", field("body")));
-        }
-        count(&field("expectStatus"), r.expect_status.len(), 16)?;
-        if let Some(s) = r.expect_status.iter().find(|s| !(100..=599).contains(*s)) {
-            return Err(format!("{}: {s} must be from 100 to 599", field("expectStatus")));
-        }
-        range(&field("weight"), Some(r.weight), 1, 1000)?;
-    }
-    range("spec.load.rate", load.rate, 1, 1_000_000)?;
-    range("spec.load.vus", load.vus, 1, 100_000)?;
-    range("spec.load.maxInFlight", load.max_in_flight, 1, 1_000_000)?;
-    range("spec.load.runners.parallelism", Some(load.runners.parallelism), 1, 64)?;
-    let open = load.model == LoadModel::Open;
-    let rules = [
-        (
-            load.stages.is_none() || (load.duration.is_none() && load.preset.is_none()),
-            "load.stages replaces load.duration and load.preset: give stages, or a constant level with a duration, or a preset",
-        ),
-        (
-            !open || load.stages.is_some() || load.rate.is_some(),
-            "load.rate (requests per second) is required for the open model unless load.stages are given",
-        ),
-        (
-            open || load.stages.is_some() || load.vus.is_some(),
-            "load.vus (virtual users) is required for the closed model unless load.stages are given",
-        ),
-        (
-            open || (load.rate.is_none() && load.max_in_flight.is_none()),
-            "load.rate and load.maxInFlight belong to the open model; the closed model uses load.vus",
-        ),
-        (
-            !open || (load.vus.is_none() && load.think_time.is_none()),
-            "load.vus and load.thinkTime belong to the closed model; the open model uses load.rate",
-        ),
-        (
-            load.stages.is_some() || load.preset.is_some() || load.duration.is_some(),
-            crate::api::load::LOAD_LENGTH_MESSAGE,
-        ),
-    ];
-    if let Some((_, message)) = rules.iter().find(|(holds, _)| !holds) {
-        return Err(format!("spec: {message}"));
-    }
-    let day = Duration::from_secs(86_400);
-    within("spec.load.duration", load.duration, Duration::from_secs(1), day, "load.duration must be from 1s to 24h")?;
-    if let Some(stages) = &load.stages {
-        if stages.is_empty() {
-            return Err("spec.load.stages: give at least one stage".into());
-        }
-        count("spec.load.stages", stages.len(), 100)?;
-        for (i, stage) in stages.iter().enumerate() {
-            within(
-                &format!("spec.load.stages[{i}].duration"),
-                Some(stage.duration),
-                Duration::from_secs(1),
-                day,
-                "stages[].duration must be from 1s to 24h",
-            )?;
-            range(&format!("spec.load.stages[{i}].target"), Some(stage.target), 0, 1_000_000)?;
-        }
-    }
-    let minute = Duration::from_secs(60);
-    within("spec.load.thinkTime", load.think_time, Duration::ZERO, minute, "load.thinkTime must be at most 1m")?;
-    within(
-        "spec.load.timeout",
-        Some(load.timeout),
-        Duration::from_millis(1),
-        5 * minute,
-        "load.timeout must be from 1ms to 5m",
-    )?;
-    count("spec.thresholds", spec.thresholds.len(), 32)?;
-    if let Some((i, t)) = spec.thresholds.iter().enumerate().find(|(_, t)| !(3..=200).contains(&t.chars().count())) {
-        return Err(format!("spec.thresholds[{i}]: {t:?} must be 3 to 200 characters long"));
-    }
-    within(
-        "spec.abortGracePeriod",
-        spec.abort_grace_period,
-        Duration::ZERO,
-        Duration::from_secs(3600),
-        "abortGracePeriod must be at most 1h",
-    )?;
-    count("spec.abortWhen", spec.abort_when.len(), 8)?;
-    for (i, rule) in spec.abort_when.iter().enumerate() {
-        if !(3..=200).contains(&rule.when.chars().count()) {
-            return Err(format!("spec.abortWhen[{i}].when: must be 3 to 200 characters long"));
-        }
-        within(
-            &format!("spec.abortWhen[{i}].for"),
-            Some(rule.r#for),
-            Duration::from_secs(1),
-            10 * minute,
-            "abortWhen[].for must be from 1s to 10m",
-        )?;
-    }
-    Ok(())
-}
-
 /// The schema's pattern for `load.target.url`, `^https?://[^\s/]+(/\S*)?$`, at most 2048 chars.
 fn check_url(url: &str) -> Result<(), FlagError> {
     let bad = |why: &str| {
@@ -572,14 +462,6 @@ fn check_url(url: &str) -> Result<(), FlagError> {
         return Err(bad("has no host"));
     }
     Ok(())
-}
-
-fn bounded(flag: &str, value: GoDuration, min: Duration, max: Duration, allowed: &str) -> Result<(), FlagError> {
-    if (min..=max).contains(&value.as_std()) {
-        Ok(())
-    } else {
-        Err(flag_error(format!("{flag} {}: must be {allowed}", duration_text(value.as_std()))))
-    }
 }
 
 /// A duration as a person writes it on the command line: `500ms`, `1.5s`, `6m`, `1h30m`, `25h`.
@@ -607,48 +489,18 @@ pub(crate) fn duration_text(d: Duration) -> String {
     text
 }
 
-fn thresholds(args: &LoadArgs, model: LoadModel) -> Result<Vec<String>, FlagError> {
-    if args.thresholds.len() > 32 {
-        return Err(flag_error(format!(
-            "--threshold is given {} times, at most 32 are allowed",
-            args.thresholds.len()
-        )));
-    }
-    for text in &args.thresholds {
-        let expression: Expression = text.parse().map_err(|e| flag_error(format!("--threshold {e}")))?;
-        let share_of_target = expression.metric == Metric::AchievedRate && matches!(expression.value, Value::Ratio(_));
-        if model == LoadModel::Closed && share_of_target {
-            return Err(flag_error(format!(
-                "--threshold {text:?}: the closed model schedules no rate, so a percentage of it cannot be judged: compare with requests per second instead, such as achievedRate >= 450"
-            )));
-        }
-    }
-    Ok(args.thresholds.clone())
-}
-
 fn requests(args: &LoadArgs) -> Result<Vec<RequestSpec>, FlagError> {
     let body = match (&args.body, &args.body_file) {
-        (Some(body), _) => Some(("--body", body.clone())),
+        (Some(body), _) => Some(body.clone()),
         (None, Some(path)) => {
             let bytes = std::fs::read(path)
                 .map_err(|e| flag_error(format!("--body-file {}: cannot read it: {e}", path.display())))?;
             let text = String::from_utf8(bytes)
                 .map_err(|_| flag_error(format!("--body-file {}: is not UTF-8 text", path.display())))?;
-            Some(("--body-file", text))
+            Some(text)
         }
         (None, None) => None,
     };
-    if let Some((flag, body)) = &body
-        && body.len() > 65_536
-    {
-        return Err(flag_error(format!("{flag}: the body is {} bytes, at most 65536 are allowed", body.len())));
-    }
-    if args.expect_status.len() > 16 {
-        return Err(flag_error(format!(
-            "--expect-status is given {} times, at most 16 are allowed",
-            args.expect_status.len()
-        )));
-    }
     let mut headers = BTreeMap::new();
     for (name, value) in &args.headers {
         if headers.keys().any(|n: &String| n.eq_ignore_ascii_case(name)) {
@@ -656,8 +508,7 @@ fn requests(args: &LoadArgs) -> Result<Vec<RequestSpec>, FlagError> {
         }
         headers.insert(name.clone(), value.clone());
     }
-    let method = method(args.method);
-    let body = body.map(|(_, body)| body);
+    let method = args.method;
     if method == HttpMethod::Get && headers.is_empty() && body.is_none() && args.expect_status.is_empty() {
         // The spec's default: GET on the target.
         return Ok(Vec::new());
@@ -671,67 +522,6 @@ fn requests(args: &LoadArgs) -> Result<Vec<RequestSpec>, FlagError> {
         expect_status: args.expect_status.clone(),
         weight: 1,
     }])
-}
-
-/// The plan errors in the words of the flags.
-fn plan_error(e: PlanError) -> FlagError {
-    flag_error(match e {
-        PlanError::MissingLevel { .. } => {
-            "give --rate (requests per second, open model) or --vus (virtual users, closed model)".to_owned()
-        }
-        PlanError::MissingDuration => {
-            "--duration is required for a constant load (such as --duration 30s), or give --preset or --stage"
-                .to_owned()
-        }
-        PlanError::DurationOutOfBounds(d) => {
-            format!("--duration {}: must be from 1s to 24h", duration_text(d.as_std()))
-        }
-        PlanError::StagesWithPresetOrDuration => {
-            "--stage replaces --duration and --preset: give one of them".to_owned()
-        }
-        PlanError::StageCount(n) => format!("--stage is given {n} times, at most 100 are allowed"),
-        PlanError::StageDurationOutOfBounds { index, duration } => {
-            format!("--stage number {}: {} is not from 1s to 24h", index + 1, duration_text(duration.as_std()))
-        }
-        PlanError::StageTargetTooHigh { index, target } => {
-            format!("--stage number {}: target {target} is above the highest allowed, 1000000", index + 1)
-        }
-        e @ PlanError::LevelTooHigh { .. } => format!("--rate/--vus: {e}"),
-    })
-}
-
-/// The operator's messages name spec fields; the flags name them here.
-fn rename_fields(message: &str) -> String {
-    let mut out = message.to_owned();
-    if let Some(rest) = out.strip_prefix("spec.thresholds[")
-        && let Some(end) = rest.find("]: ")
-    {
-        out = format!("--threshold {}", &rest[end + 3..]);
-    }
-    out.replace("spec.load.", "load.")
-}
-
-fn preset(p: PresetArg) -> Preset {
-    match p {
-        PresetArg::Baseline => Preset::Baseline,
-        PresetArg::Load => Preset::Load,
-        PresetArg::Stress => Preset::Stress,
-        PresetArg::Spike => Preset::Spike,
-        PresetArg::Soak => Preset::Soak,
-        PresetArg::Capacity => Preset::Capacity,
-    }
-}
-
-fn method(m: MethodArg) -> HttpMethod {
-    match m {
-        MethodArg::Get => HttpMethod::Get,
-        MethodArg::Head => HttpMethod::Head,
-        MethodArg::Post => HttpMethod::Post,
-        MethodArg::Put => HttpMethod::Put,
-        MethodArg::Patch => HttpMethod::Patch,
-        MethodArg::Delete => HttpMethod::Delete,
-        MethodArg::Options => HttpMethod::Options,
-    }
 }
 
 /// `DURATION:TARGET`, such as `30s:100`.
@@ -753,13 +543,10 @@ fn parse_stage(text: &str) -> Result<Stage, String> {
     Ok(Stage { duration, target })
 }
 
-/// A threshold that parses, is 3 to 200 characters long and compares with no baseline (a local
-/// run measures none).
+/// A threshold that parses and compares with no baseline (a local run measures none); its length
+/// is the schema's to check.
 fn parse_threshold(text: &str) -> Result<String, String> {
     let expression: Expression = text.parse().map_err(|e: crate::domain::expression::ExpressionError| e.problem)?;
-    if !(3..=200).contains(&text.chars().count()) {
-        return Err("a threshold is 3 to 200 characters long".to_owned());
-    }
     if expression.value.is_relative() {
         return Err(
             "compares with a baseline, but `chaoslab load` measures none: use an absolute value, such as p99 < 250ms"
@@ -1081,8 +868,10 @@ mod tests {
         let err = |flags: &[&str]| parse(flags).map(|_| ()).unwrap_err();
         let e = err(&[URL, "--rate", "10", "--vus", "5", "--duration", "1s"]);
         assert!(e.contains("'--rate <PER_SECOND>' cannot be used with '--vus <USERS>'"), "{e}");
-        let e = err(&[URL, "--rate", "0", "--duration", "1s"]);
-        assert!(e.contains("'--rate <PER_SECOND>'") && e.contains("1..=1000000"), "{e}");
+        let e = err(&[URL, "--rate", "many", "--duration", "1s"]);
+        assert!(e.contains("'--rate <PER_SECOND>'") && e.contains("invalid digit"), "{e}");
+        let e = err(&[URL, "--preset", "hammer", "--rate", "1"]);
+        assert!(e.contains("unknown variant `hammer`, expected one of `baseline`"), "{e}");
         let e = err(&[URL, "--rate", "1", "--duration", "soon"]);
         assert!(e.contains("'--duration <DURATION>'") && e.contains("such as 30s"), "{e}");
         let e = err(&[URL, "--threshold", "p99 <"]);
@@ -1105,7 +894,7 @@ mod tests {
         assert!(e.contains("'-H, --header <NAME: VALUE>'") || e.contains("--header"), "{e}");
         let e = err(&[URL, "-H", "Bad Name: x"]);
         assert!(e.contains("not a valid header name"), "{e}");
-        let e = err(&[URL, "--expect-status", "600"]);
+        let e = err(&[URL, "--expect-status", "ok"]);
         assert!(e.contains("--expect-status"), "{e}");
         let e = err(&[URL, "--abort-grace", "5s"]);
         assert!(e.contains("--abort-on-fail"), "{e}");
@@ -1124,33 +913,57 @@ mod tests {
     #[test]
     fn the_loadtest_rules_refuse_the_rest_naming_the_flag() {
         refused(&[URL, "--duration", "10s"], &["give --rate", "--vus", "--stage"]);
+        refused(&[URL, "--rate", "0", "--duration", "1s"], &["--rate: 0 is less than the minimum, 1"]);
+        refused(&[URL, "--vus", "100001", "--duration", "1s"], &["--vus: 100001 is more than the maximum, 100000"]);
+        refused(&[URL, "--rate", "1", "--duration", "1s", "--expect-status", "99"], &["--expect-status number 1"]);
         refused(&[URL, "--rate", "10"], &["--duration is required"]);
         refused(&[URL, "--rate", "10", "--duration", "25h"], &["--duration 25h: must be from 1s to 24h"]);
         refused(&[URL, "--rate", "10", "--duration", "500ms"], &["--duration 500ms"]);
         refused(&["localhost:8080", "--rate", "1", "--duration", "1s"], &["URL \"localhost:8080\"", "http://"]);
         refused(&["http:///x", "--rate", "1", "--duration", "1s"], &["has no host"]);
-        refused(&[URL, "--rate", "300000", "--preset", "spike"], &["--rate/--vus", "spike preset", "at most 200000"]);
-        refused(&[URL, "--rate", "10", "--preset", "capacity"], &["--preset capacity needs at least one --threshold"]);
-        refused(&[URL, "--stage", "5s:5", "--think-time", "1s"], &["--think-time belongs to the closed"]);
+        refused(&[URL, "--rate", "300000", "--preset", "spike"], &["the spike preset at 300000", "at most 200000"]);
+        refused(
+            &[URL, "--rate", "10", "--preset", "capacity"],
+            &["--threshold: the capacity preset needs at least one threshold"],
+        );
+        refused(
+            &[URL, "--stage", "5s:5", "--think-time", "1s"],
+            &["--vus and --think-time belong to the closed model"],
+        );
         refused(&[URL, "--model", "closed", "--stage", "5s:5", "--max-in-flight", "3"], &["--max-in-flight"]);
-        refused(&[URL, "--model", "closed", "--rate", "5", "--duration", "1s"], &["--rate belongs to the open model"]);
-        refused(&[URL, "--model", "open", "--vus", "5", "--duration", "1s"], &["--vus belongs to the closed model"]);
-        refused(&[URL, "--rate", "1", "--duration", "1s", "--timeout", "6m"], &["--timeout 6m", "1ms to 5m"]);
-        refused(&[URL, "--vus", "1", "--duration", "1s", "--think-time", "2m"], &["--think-time 2m", "at most 1m"]);
+        refused(
+            &[URL, "--model", "closed", "--rate", "5", "--duration", "1s"],
+            &["--rate and --max-in-flight belong to the open model"],
+        );
+        refused(
+            &[URL, "--model", "open", "--vus", "5", "--duration", "1s"],
+            &["--vus and --think-time belong to the closed model"],
+        );
+        refused(
+            &[URL, "--rate", "1", "--duration", "1s", "--timeout", "6m"],
+            &["--timeout 6m: must be from 1ms to 5m"],
+        );
+        refused(
+            &[URL, "--vus", "1", "--duration", "1s", "--think-time", "2m"],
+            &["--think-time 2m: must be at most 1m"],
+        );
         refused(
             &[URL, "--rate", "1", "--duration", "1s", "--abort-on-fail", "--abort-grace", "2h"],
             &["--abort-grace 2h"],
         );
         refused(
             &[URL, "--vus", "5", "--duration", "1s", "--threshold", "achievedRate >= 99%"],
-            &["--threshold \"achievedRate >= 99%\"", "closed model", "achievedRate >= 450"],
+            &["--threshold number 1: \"achievedRate >= 99%\"", "closed model", "achievedRate >= 450"],
         );
         refused(
             &[URL, "--rate", "1", "--duration", "1s", "-H", "A: 1", "-H", "a: 2"],
             &["-H/--header \"a\" is given twice"],
         );
         let big = "x".repeat(65_537);
-        refused(&[URL, "--rate", "1", "--duration", "1s", "--body", &big], &["--body: the body is 65537 bytes"]);
+        refused(
+            &[URL, "--rate", "1", "--duration", "1s", "--body", &big],
+            &["--body: 65537 characters; at most 65536 are allowed"],
+        );
         refused(
             &[URL, "--rate", "1", "--duration", "1s", "--body-file", "/nonexistent/body"],
             &["--body-file /nonexistent/body: cannot read it"],
@@ -1160,7 +973,7 @@ mod tests {
         for stage in &many {
             flags.extend(["--stage", stage]);
         }
-        refused(&flags, &["--stage is given 101 times"]);
+        refused(&flags, &["--stage: 101 items; at most 100 are allowed"]);
     }
 
     /// A manifest in a file of its own under the target directory; removed when dropped.
@@ -1236,12 +1049,18 @@ spec:
         let e = convert(&["-f", u.path(), "http://127.0.0.1:1/"]).expect_err("URL twice");
         assert!(e.contains("leave the URL argument out"), "{e}");
         for (name, from, to, says) in [
-            ("rate.yaml", "rate: 100", "rate: 0", "spec.load.rate: 0 must be from 1 to 1000000"),
+            ("rate.yaml", "rate: 100", "rate: 0", "spec.load.rate: 0 is less than the minimum, 1"),
             ("cel.yaml", "rate: 100", "vus: 100", "load.rate (requests per second) is required for the open model"),
             ("threshold.yaml", "'p99 < 300ms'", "'p99 < soon'", "spec.thresholds[0]"),
             ("abort.yaml", "for: 3s", "for: 20m", "abortWhen[].for must be from 1s to 10m"),
             ("kind.yaml", "kind: LoadTest", "kind: Drill", "not apiVersion chaoslab.dev/v1alpha1 kind LoadTest"),
-            ("field.yaml", "preset: baseline", "preset: hammer", "not a valid LoadTest"),
+            (
+                "field.yaml",
+                "preset: baseline",
+                "preset: hammer",
+                "spec.load.preset: \"hammer\" is not allowed; allowed: baseline",
+            ),
+            ("unknown.yaml", "abortWhen:", "abortwhen:", "spec.abortwhen: unknown field; allowed here: "),
         ] {
             let bad = Manifest::new(name, &SERVICE_LT.replace(from, to));
             let e = convert(&["-f", bad.path(), "http://127.0.0.1:1"]).expect_err(name);
@@ -1278,13 +1097,54 @@ spec:
         assert_eq!(text(3_723_250), "1h2m3.25s");
     }
 
+    /// The flags hold no bounds of their own: at each bound the CRD declares, they accept and
+    /// refuse exactly as the API server would (this fails when the two part).
     #[test]
-    fn operator_messages_are_renamed_to_flags() {
+    fn the_flags_bounds_are_the_crds() {
+        use kube::CustomResourceExt as _;
+        let crd = serde_json::to_value(LoadTest::crd()).expect("CRD as JSON");
+        let fields = crd
+            .pointer("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/load/properties")
+            .expect("spec.load's properties")
+            .clone();
+        for (field, flag, rest) in [
+            ("rate", "--rate", &["--duration", "1s"][..]),
+            ("vus", "--vus", &["--duration", "1s"]),
+            ("maxInFlight", "--max-in-flight", &["--rate", "1", "--duration", "1s"]),
+        ] {
+            let bound =
+                |key: &str| fields[field][key].as_f64().unwrap_or_else(|| panic!("{field} has no {key}")) as u64;
+            let (min, max) = (bound("minimum"), bound("maximum"));
+            let run = |n: u64| {
+                let n = n.to_string();
+                let mut flags = vec![URL, flag, n.as_str()];
+                flags.extend(rest);
+                convert(&flags)
+            };
+            for ok in [min, max] {
+                assert!(run(ok).is_ok(), "{flag} {ok} is within the CRD's {min}..={max}: {:?}", run(ok).err());
+            }
+            for out in [min.checked_sub(1), Some(max + 1)].into_iter().flatten() {
+                assert!(
+                    run(out).expect_err("out of bounds").starts_with(&format!("{flag}: {out} is ")),
+                    "{flag} {out}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_specs_field_names_read_as_the_flags() {
         assert_eq!(
-            rename_fields("spec.thresholds[2]: \"p99 <\": missing value"),
-            "--threshold \"p99 <\": missing value"
+            in_flag_words("spec.thresholds[2]: \"p99 <\": missing value"),
+            "--threshold number 3: \"p99 <\": missing value"
         );
-        assert_eq!(rename_fields("spec.load.duration lasts 1s"), "load.duration lasts 1s");
+        assert_eq!(in_flag_words("spec.load.stages[3].duration"), "--stage number 4");
+        assert_eq!(
+            in_flag_words("load.rate and load.maxInFlight belong to the open model"),
+            "--rate and --max-in-flight belong to the open model"
+        );
+        assert_eq!(in_flag_words("a[0] stays"), "a[0] stays");
     }
 
     #[test]

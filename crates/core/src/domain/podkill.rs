@@ -81,6 +81,17 @@ pub const POLL: Duration = Duration::from_secs(10);
 const LIVE_WINDOW: Duration = Duration::from_secs(2);
 
 /// How many rounds the spec asks for: one, or one every interval while within the duration.
+/// The spec's label selector as kube's `Selector`: the check the API server's schema cannot
+/// express (an unknown operator, values with Exists).
+pub fn label_selector(spec: &PodKillSpec) -> Result<kube::core::Selector, String> {
+    kube::core::Selector::try_from(spec.selector.clone()).map_err(|e| {
+        format!(
+            "spec.selector is not a valid label selector ({}): operators are In, NotIn, Exists and DoesNotExist",
+            e.0
+        )
+    })
+}
+
 pub fn total_rounds(spec: &PodKillSpec) -> u32 {
     match (spec.interval, spec.duration) {
         (Some(interval), Some(duration)) if !interval.as_std().is_zero() => {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::{
     api::{
-        AutoscalingCheck, CircuitBreakerTrial, Drill, GoDuration, LoadTest, ServiceFault,
+        AutoscalingCheck, CircuitBreakerTrial, Drill, GoDuration, LoadTest, PodKill, ServiceFault,
         figures::{AbortRule, PhasePlan},
         load::LoadProfile,
     },
@@ -56,7 +56,31 @@ impl SpecCheck for LoadTest {
             if message.starts_with("load.") { format!("spec.{message}") } else { format!("spec.load: {message}") }
         })?;
         check_all("spec.thresholds", &self.spec.thresholds, false)?;
+        let closed = self.spec.load.model == crate::api::load::LoadModel::Closed;
+        for (i, text) in self.spec.thresholds.iter().enumerate() {
+            // check_all parsed every threshold above.
+            let Ok(e) = text.parse::<crate::domain::expression::Expression>() else { continue };
+            let share_of_target = e.metric == crate::domain::expression::Metric::AchievedRate
+                && matches!(e.value, crate::domain::expression::Value::Ratio(_));
+            if closed && share_of_target {
+                return Err(format!(
+                    "spec.thresholds[{i}]: {text:?}: the closed model schedules no rate, so a percentage of it cannot be judged: compare with requests per second instead, such as achievedRate >= 450"
+                ));
+            }
+        }
+        if self.spec.load.preset == Some(crate::api::load::Preset::Capacity) && self.spec.thresholds.is_empty() {
+            return Err(
+                "spec.thresholds: the capacity preset needs at least one threshold: it climbs until a level breaks one, such as 'p99 < 250ms'"
+                    .into(),
+            );
+        }
         abort_rules(&self.spec.abort_when, false)
+    }
+}
+
+impl SpecCheck for PodKill {
+    fn check_spec(&self) -> Result<(), String> {
+        crate::domain::podkill::label_selector(&self.spec).map(drop)
     }
 }
 

@@ -38,14 +38,9 @@ pub async fn reconcile(pk: Arc<PodKill>, ctx: Arc<Context>) -> Result<Action, Er
     .await
 }
 
-/// Checks the API server's schema cannot express. Pure, so it is unit-tested.
+/// Checks the API server's schema cannot express (the one rule, in the core).
 pub fn validate(spec: &PodKillSpec) -> Result<Selector, String> {
-    Selector::try_from(spec.selector.clone()).map_err(|e| {
-        format!(
-            "spec.selector is not a valid label selector ({}): operators are In, NotIn, Exists and DoesNotExist",
-            e.0
-        )
-    })
+    crate::domain::podkill::label_selector(spec)
 }
 
 async fn apply(pk: &PodKill, ctx: &Context, api: &Api<PodKill>, ns: &str) -> Result<Action, Error> {

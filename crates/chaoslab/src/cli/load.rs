@@ -65,9 +65,11 @@ percentage of the requests scheduled).
 
 Open model: latency counts from each request's intended start, so a slow server or a late
 generator shows in the percentiles (no coordinated omission). Closed model: a virtual user sends
-when its previous answer came, so a slow server shows as a lower rate. Exit status: 0 when every threshold holds (or none is
-given), 1 when one fails, could not be judged, or the run was aborted by --abort-on-fail, 2 for a
-bad flag or manifest, 130 when interrupted with Ctrl-C (the summary of what ran is still printed).
+when its previous answer came, so a slow server shows as a lower rate. Exit status: 0 Pass (every threshold held, or none was
+given, and some request succeeded), 1 when one fails or the run was aborted by --abort-on-fail,
+2 Inconclusive (a threshold could not be judged, or no request succeeded: no Pass without a
+success) and for a bad flag or manifest, 130 when interrupted with Ctrl-C (the summary of what ran
+is still printed).
 
 With -f, the manifest sets the load, the thresholds and the abort rules (abortOnFail,
 abortGracePeriod, abortWhen); only the URL and the Output flags may be given with it. A LoadTest

@@ -68,12 +68,13 @@ impl AbortedBy {
 }
 
 impl Finished {
-    /// 0 when every threshold held, 1 when one failed or could not be judged or the run was
-    /// aborted, 130 (as for SIGINT) when interrupted.
+    /// As `chaoslab run` exits: 0 Pass, 1 Fail or aborted, 2 Inconclusive (a threshold that
+    /// could not be judged, or no request succeeded); 130 (as for SIGINT) when interrupted.
     pub fn exit_code(&self) -> ExitCode {
         match (self.ended, self.end.verdict) {
             (Ended::Interrupted, _) => ExitCode::from(130),
             (_, Verdict::Pass) => ExitCode::SUCCESS,
+            (_, Verdict::Inconclusive | Verdict::Error) => ExitCode::from(2),
             _ => ExitCode::FAILURE,
         }
     }

@@ -326,10 +326,18 @@ impl RunSummary {
             None => {
                 let results: Vec<ExpectationResult> =
                     self.thresholds.iter().map(|(text, e)| evaluate(text, e, &window.figures, None)).collect();
-                let verdict = verdict_of(&results);
-                (results, None, verdict, None)
+                let (verdict, why) =
+                    crate::load::verdict::judged(&results, self.total.counts.total, self.total.counts.ok);
+                (results, None, verdict, why)
             }
         };
+        let mut note = note;
+        if self.capacity.is_some()
+            && verdict != Verdict::Fail
+            && let Some(why) = crate::load::verdict::no_success(self.total.counts.total, self.total.counts.ok)
+        {
+            (verdict, note) = (Verdict::Inconclusive, Some(why));
+        }
         if matches!(self.stop, Some(Stop::Abort { .. })) {
             verdict = Verdict::Aborted;
         }
@@ -597,16 +605,6 @@ fn per_second_of_run(expression: &Expression) -> bool {
         Metric::Rps => true,
         Metric::AchievedRate => !matches!(expression.value, Value::Ratio(_)),
         _ => false,
-    }
-}
-
-fn verdict_of(results: &[ExpectationResult]) -> Verdict {
-    if results.iter().any(|r| !r.passed && r.message.is_none()) {
-        Verdict::Fail
-    } else if results.iter().any(|r| !r.passed) {
-        Verdict::Inconclusive
-    } else {
-        Verdict::Pass
     }
 }
 

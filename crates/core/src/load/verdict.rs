@@ -9,7 +9,10 @@
 use std::time::Duration;
 
 use crate::{
-    api::figures::{ExpectationResult, LatencySummary},
+    api::{
+        Verdict,
+        figures::{ExpectationResult, LatencySummary},
+    },
     domain::expression::{Expression, Metric, Op, Value},
 };
 
@@ -362,9 +365,60 @@ pub fn abort_fires(when: &str, for_seconds: u64, seconds: &[Figures]) -> Option<
     Some(observed)
 }
 
+/// The verdict of a run's thresholds — the one rule for `chaoslab load` and the LoadTest: Fail
+/// when a threshold failed on a measured figure; Inconclusive when one could not be judged; else
+/// Pass. A run with no success is never judged by this: see [`no_success`].
+pub fn verdict_of(results: &[ExpectationResult]) -> Verdict {
+    if results.iter().any(|r| !r.passed && r.message.is_none()) {
+        Verdict::Fail
+    } else if results.iter().any(|r| !r.passed) {
+        Verdict::Inconclusive
+    } else {
+        Verdict::Pass
+    }
+}
+
+/// No Pass without a success: a run that sent nothing, or whose every request failed, measured
+/// nothing that says the service works, whatever its thresholds say (with none, or with only
+/// latency thresholds, failures answered fast would pass). The reason, when that is so; the
+/// verdict is then Inconclusive (a threshold that failed outright still makes it Fail).
+pub fn no_success(sent: u64, succeeded: u64) -> Option<String> {
+    if sent == 0 {
+        Some("no request was sent, so nothing was measured".to_owned())
+    } else if succeeded == 0 {
+        Some(format!("no request succeeded ({sent} sent, every one failed): nothing measured says the service works"))
+    } else {
+        None
+    }
+}
+
+/// The verdict of thresholds with the no-success rule applied: a threshold that failed on a
+/// measured figure is Fail; otherwise a run with no success is Inconclusive with the reason.
+pub fn judged(results: &[ExpectationResult], sent: u64, succeeded: u64) -> (Verdict, Option<String>) {
+    let verdict = verdict_of(results);
+    match no_success(sent, succeeded) {
+        Some(why) if verdict != Verdict::Fail => (Verdict::Inconclusive, Some(why)),
+        _ => (verdict, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_pass_without_a_success() {
+        let held = ExpectationResult { expression: "p99 < 1s".into(), passed: true, ..Default::default() };
+        let failed = ExpectationResult { expression: "p99 < 1ms".into(), passed: false, ..Default::default() };
+        assert_eq!(judged(&[], 10, 1), (Verdict::Pass, None));
+        let (verdict, why) = judged(&[], 10, 0);
+        assert_eq!(verdict, Verdict::Inconclusive);
+        assert!(why.is_some_and(|w| w.contains("no request succeeded (10 sent")));
+        let (verdict, why) = judged(std::slice::from_ref(&held), 0, 0);
+        assert_eq!(verdict, Verdict::Inconclusive, "nothing sent: the latency threshold held on nothing");
+        assert!(why.is_some_and(|w| w.contains("no request was sent")));
+        assert_eq!(judged(&[held, failed], 10, 0), (Verdict::Fail, None), "a measured failure stays Fail");
+    }
 
     fn ms(x: f64) -> Duration {
         Duration::from_micros((x * 1000.0).round() as u64)

@@ -267,7 +267,7 @@ pub fn conclude(
     if capacity {
         st.capacity = Some(crate::load::summary::capacity_of(&held_levels));
     }
-    let (all_passed, results) = judge_all(&lt.spec.thresholds, figures);
+    let (_, results) = judge_all(&lt.spec.thresholds, figures);
     st.thresholds = results;
 
     let sent = figures.total;
@@ -289,7 +289,11 @@ pub fn conclude(
                 .collect();
             (Verdict::Error, format!("the load was not what was asked: {}", trouble.join("; ")))
         }
-        _ if sent == 0 => (Verdict::Inconclusive, "no request was sent, so nothing was measured".into()),
+        _ if let Some(why) = crate::load::verdict::no_success(sent, merged.total.counts.ok)
+            && !st.thresholds.iter().any(|r| !r.passed && r.message.is_none()) =>
+        {
+            (Verdict::Inconclusive, why)
+        }
         _ if capacity => {
             let nominal = lt.spec.load.rate.or(lt.spec.load.vus).unwrap_or_default();
             let (verdict, _, note) = crate::load::summary::capacity_verdict(&held_levels, nominal);
@@ -301,7 +305,7 @@ pub fn conclude(
             };
             (verdict, format!("capacity: {found}; {note}"))
         }
-        _ => threshold_verdict(&st.thresholds, all_passed),
+        _ => threshold_verdict(&st.thresholds),
     };
     // Seconds a runner did not measure are said next to the verdict, not hidden in a record.
     let message = if merged.gaps.is_empty() {
@@ -316,9 +320,10 @@ pub fn conclude(
 
 /// Pass when every threshold held; Fail when one failed on a measured value; Inconclusive when
 /// one could not be judged (and none failed outright).
-fn threshold_verdict(results: &[ExpectationResult], all_passed: bool) -> (crate::api::Verdict, String) {
+fn threshold_verdict(results: &[ExpectationResult]) -> (crate::api::Verdict, String) {
     use crate::api::Verdict;
-    if all_passed {
+    let verdict = crate::load::verdict::verdict_of(results);
+    if verdict == Verdict::Pass {
         let text = if results.is_empty() {
             "the load ran; no thresholds were given".to_owned()
         } else {
@@ -334,7 +339,7 @@ fn threshold_verdict(results: &[ExpectationResult], all_passed: bool) -> (crate:
         .filter(|r| !r.passed && r.message.is_none())
         .map(|r| format!("{} (observed {})", r.expression, r.observed.as_deref().unwrap_or("?")))
         .collect();
-    if !failed.is_empty() {
+    if verdict == Verdict::Fail {
         return (Verdict::Fail, format!("threshold failed: {}", failed.join(", ")));
     }
     let unjudged: Vec<String> = results

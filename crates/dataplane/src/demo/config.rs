@@ -1,13 +1,13 @@
 //! The demo service's configuration: its JSON shape (what `--config` takes and `/admin/config`
 //! returns, replaces and merges), the defaults, and the validation whose errors name the field.
 //!
-//! Reading is done by hand over `serde_json::Value` rather than with a derived `Deserialize`, so
-//! that every error carries the path of the field (`upstreams[1].retries.max: ...`) and unknown
-//! fields are refused by name; the leaves (numbers, durations, enums) still go through serde.
+//! Reading is serde's derive with `deny_unknown_fields` and every field defaulted, through
+//! `serde_path_to_error`, so every error carries the path of the field
+//! (`upstreams[1].retries.max: ...`) and an unknown field is refused by name.
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::api::GoDuration;
@@ -28,8 +28,8 @@ impl ConfigError {
 }
 
 /// The whole configuration of one demo service.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct DemoConfig {
     /// The service's name, in its answers and as the `service` label of its metrics. Fixed at
     /// start: the admin endpoint refuses to change it.
@@ -45,8 +45,8 @@ pub struct DemoConfig {
 }
 
 /// What the service does for each request of the work route before calling its upstreams.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Work {
     /// Base latency (a sleep, no CPU).
     pub latency: GoDuration,
@@ -78,8 +78,8 @@ pub enum CallMode {
 }
 
 /// One dependency and the resilience patterns around the calls to it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Upstream {
     pub name: String,
     /// `http://host:port/path`: where a call goes (GET).
@@ -94,8 +94,8 @@ pub struct Upstream {
     pub fallback: FallbackConfig,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Retries {
     /// Retries after the first attempt (0: none), on errors and timeouts only.
     pub max: u32,
@@ -108,8 +108,8 @@ pub struct Retries {
 
 /// Retries allowed in `window`: at most `ratio` × the calls made in it, plus `minPerSecond` ×
 /// its length (Finagle's RetryBudget), so retries cannot multiply an outage.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct BudgetConfig {
     pub enabled: bool,
     pub ratio: f64,
@@ -118,8 +118,8 @@ pub struct BudgetConfig {
 }
 
 /// A circuit breaker with resilience4j's semantics.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct BreakerConfig {
     pub enabled: bool,
     /// `count`: the last N calls; `time`: the calls of the last N seconds.
@@ -147,8 +147,8 @@ pub enum WindowType {
     Time,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct BulkheadConfig {
     pub enabled: bool,
     /// Calls in flight to this upstream at once.
@@ -157,8 +157,8 @@ pub struct BulkheadConfig {
     pub max_queue: u32,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct FallbackConfig {
     pub mode: FallbackMode,
     /// The static answer (and `lastGood`'s until a call has succeeded).
@@ -174,8 +174,8 @@ pub enum FallbackMode {
     LastGood,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Lifecycle {
     /// Not ready for this long after the start (read once, at start).
     pub start_delay: GoDuration,
@@ -280,6 +280,13 @@ impl Default for DemoConfig {
     }
 }
 
+/// An upstream as a document leaves it: its name and URL are required (`validate` says so).
+impl Default for Upstream {
+    fn default() -> Upstream {
+        Upstream::new("", "")
+    }
+}
+
 impl Upstream {
     /// An upstream with every pattern at its default (off, but a 1s timeout).
     pub fn new(name: &str, url: &str) -> Upstream {
@@ -296,81 +303,6 @@ impl Upstream {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Reading JSON with paths.
-
-/// The fields of one JSON object, read one by one; whatever is left at the end is unknown.
-struct Fields<'a> {
-    path: &'a str,
-    map: Map<String, Value>,
-}
-
-impl<'a> Fields<'a> {
-    fn of(value: &Value, path: &'a str) -> Result<Fields<'a>, ConfigError> {
-        match value {
-            Value::Object(map) => Ok(Fields { path, map: map.clone() }),
-            other => Err(ConfigError::new(path, format!("expected an object, got {}", kind_of(other)))),
-        }
-    }
-
-    fn child(&self, key: &str) -> String {
-        if self.path.is_empty() { key.to_owned() } else { format!("{}.{key}", self.path) }
-    }
-
-    /// A leaf field read with serde; `null` counts as absent.
-    fn leaf<T: DeserializeOwned>(&mut self, key: &str, into: &mut T) -> Result<(), ConfigError> {
-        match self.map.remove(key) {
-            None | Some(Value::Null) => Ok(()),
-            Some(v) => {
-                *into = serde_json::from_value(v).map_err(|e| ConfigError::new(self.child(key), leaf_error(e)))?;
-                Ok(())
-            }
-        }
-    }
-
-    /// A nested object or list, read by `read` with its path.
-    fn nested(
-        &mut self,
-        key: &str,
-        read: impl FnOnce(&Value, &str) -> Result<(), ConfigError>,
-    ) -> Result<(), ConfigError> {
-        match self.map.remove(key) {
-            None | Some(Value::Null) => Ok(()),
-            Some(v) => read(&v, &self.child(key)),
-        }
-    }
-
-    fn raw(&mut self, key: &str) -> Option<Value> {
-        self.map.remove(key)
-    }
-
-    fn finish(self, known: &[&str]) -> Result<(), ConfigError> {
-        match self.map.keys().next() {
-            None => Ok(()),
-            Some(unknown) => Err(ConfigError::new(
-                self.child(unknown),
-                format!("unknown field; the fields here are {}", known.join(", ")),
-            )),
-        }
-    }
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// serde_json's message without its position (there is none in a `Value`).
-fn leaf_error(e: serde_json::Error) -> String {
-    e.to_string()
-}
-
 impl DemoConfig {
     /// Parses the JSON text of a configuration: fields left out take their defaults.
     pub fn from_json_text(text: &str) -> Result<DemoConfig, ConfigError> {
@@ -379,35 +311,21 @@ impl DemoConfig {
         DemoConfig::from_json(&value)
     }
 
-    /// Reads a configuration from JSON over the defaults, then validates it.
+    /// Reads a configuration from JSON over the defaults (a field left out or `null` takes its
+    /// default; an upstream's too), then validates it.
     pub fn from_json(value: &Value) -> Result<DemoConfig, ConfigError> {
-        let mut config = DemoConfig::default();
-        config.merge_json(value)?;
+        // A struct also reads from a list (serde's sequence form), which no one means here.
+        if !value.is_object() {
+            return Err(ConfigError::new("", format!("expected an object, got {}", json_kind(value))));
+        }
+        let mut value = value.clone();
+        drop_nulls(&mut value);
+        let config: DemoConfig = serde_path_to_error::deserialize(&value).map_err(|e| {
+            let field = e.path().to_string();
+            ConfigError::new(if field == "." { String::new() } else { field }, e.into_inner().to_string())
+        })?;
         config.validate()?;
         Ok(config)
-    }
-
-    /// Sets the fields `value` gives (not validated: call [`validate`](Self::validate)).
-    /// Upstreams given replace the list; each upstream's missing fields take their defaults.
-    fn merge_json(&mut self, value: &Value) -> Result<(), ConfigError> {
-        let mut f = Fields::of(value, "")?;
-        f.leaf("name", &mut self.name)?;
-        f.nested("work", |v, p| read_work(v, p, &mut self.work))?;
-        f.leaf("maxConcurrentRequests", &mut self.max_concurrent_requests)?;
-        f.leaf("calls", &mut self.calls)?;
-        f.nested("upstreams", |v, p| {
-            let Value::Array(items) = v else {
-                return Err(ConfigError::new(p, format!("expected a list, got {}", kind_of(v))));
-            };
-            self.upstreams = items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| read_upstream(item, &format!("{p}[{i}]")))
-                .collect::<Result<_, _>>()?;
-            Ok(())
-        })?;
-        f.nested("lifecycle", |v, p| read_lifecycle(v, p, &mut self.lifecycle))?;
-        f.finish(&["name", "work", "maxConcurrentRequests", "calls", "upstreams", "lifecycle"])
     }
 
     /// The configuration as JSON (the shape `from_json` reads).
@@ -442,6 +360,12 @@ impl DemoConfig {
         }
         for (i, u) in self.upstreams.iter().enumerate() {
             let p = |field: &str| format!("upstreams[{i}].{field}");
+            if u.name.is_empty() {
+                return Err(ConfigError::new(p("name"), "is required"));
+            }
+            if u.url.is_empty() {
+                return Err(ConfigError::new(p("url"), "is required, such as http://inventory:8080/"));
+            }
             check_name(&p("name"), &u.name)?;
             if self.upstreams[..i].iter().any(|other| other.name == u.name) {
                 return Err(ConfigError::new(p("name"), format!("{:?} is used twice; names must be unique", u.name)));
@@ -519,102 +443,32 @@ impl DemoConfig {
     }
 }
 
-fn read_work(v: &Value, path: &str, w: &mut Work) -> Result<(), ConfigError> {
-    let mut f = Fields::of(v, path)?;
-    f.leaf("latency", &mut w.latency)?;
-    f.leaf("jitter", &mut w.jitter)?;
-    f.leaf("distribution", &mut w.distribution)?;
-    f.leaf("cpu", &mut w.cpu)?;
-    f.leaf("responseBytes", &mut w.response_bytes)?;
-    f.leaf("errorPercent", &mut w.error_percent)?;
-    f.finish(&["latency", "jitter", "distribution", "cpu", "responseBytes", "errorPercent"])
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
 }
 
-fn read_upstream(v: &Value, path: &str) -> Result<Upstream, ConfigError> {
-    let mut f = Fields::of(v, path)?;
-    let mut name = String::new();
-    let mut url = String::new();
-    f.leaf("name", &mut name)?;
-    f.leaf("url", &mut url)?;
-    if name.is_empty() {
-        return Err(ConfigError::new(f.child("name"), "is required"));
-    }
-    if url.is_empty() {
-        return Err(ConfigError::new(f.child("url"), "is required, such as http://inventory:8080/"));
-    }
-    let mut u = Upstream::new(&name, &url);
-    f.leaf("required", &mut u.required)?;
-    f.leaf("timeout", &mut u.timeout)?;
-    f.nested("retries", |v, p| {
-        let mut f = Fields::of(v, p)?;
-        let r = &mut u.retries;
-        f.leaf("max", &mut r.max)?;
-        f.leaf("backoff", &mut r.backoff)?;
-        f.leaf("maxBackoff", &mut r.max_backoff)?;
-        f.nested("budget", |v, p| {
-            let mut f = Fields::of(v, p)?;
-            let b = &mut r.budget;
-            f.leaf("enabled", &mut b.enabled)?;
-            f.leaf("ratio", &mut b.ratio)?;
-            f.leaf("minPerSecond", &mut b.min_per_second)?;
-            f.leaf("window", &mut b.window)?;
-            f.finish(&["enabled", "ratio", "minPerSecond", "window"])
-        })?;
-        f.finish(&["max", "backoff", "maxBackoff", "budget"])
-    })?;
-    f.nested("circuitBreaker", |v, p| {
-        let mut f = Fields::of(v, p)?;
-        let c = &mut u.circuit_breaker;
-        f.leaf("enabled", &mut c.enabled)?;
-        f.leaf("slidingWindowType", &mut c.sliding_window_type)?;
-        f.leaf("slidingWindowSize", &mut c.sliding_window_size)?;
-        f.leaf("minimumCalls", &mut c.minimum_calls)?;
-        f.leaf("failureRateThreshold", &mut c.failure_rate_threshold)?;
-        f.leaf("slowCallRateThreshold", &mut c.slow_call_rate_threshold)?;
-        f.leaf("slowCallDuration", &mut c.slow_call_duration)?;
-        f.leaf("openDuration", &mut c.open_duration)?;
-        f.leaf("halfOpenCalls", &mut c.half_open_calls)?;
-        f.finish(&[
-            "enabled",
-            "slidingWindowType",
-            "slidingWindowSize",
-            "minimumCalls",
-            "failureRateThreshold",
-            "slowCallRateThreshold",
-            "slowCallDuration",
-            "openDuration",
-            "halfOpenCalls",
-        ])
-    })?;
-    f.nested("bulkhead", |v, p| {
-        let mut f = Fields::of(v, p)?;
-        let k = &mut u.bulkhead;
-        f.leaf("enabled", &mut k.enabled)?;
-        f.leaf("maxConcurrent", &mut k.max_concurrent)?;
-        f.leaf("maxQueue", &mut k.max_queue)?;
-        f.finish(&["enabled", "maxConcurrent", "maxQueue"])
-    })?;
-    f.nested("fallback", |v, p| {
-        let mut f = Fields::of(v, p)?;
-        f.leaf("mode", &mut u.fallback.mode)?;
-        if let Some(body) = f.raw("body").filter(|b| !b.is_null()) {
-            u.fallback.body = body;
+/// `null` means "the default" in a configuration (and resets a field in a patch): the fields
+/// that hold one leave the document, except inside a fallback body, which is a value of its own.
+fn drop_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            for (key, v) in map.iter_mut() {
+                if key != "body" {
+                    drop_nulls(v);
+                }
+            }
         }
-        f.finish(&["mode", "body"])
-    })?;
-    f.finish(&["name", "url", "required", "timeout", "retries", "circuitBreaker", "bulkhead", "fallback"])?;
-    Ok(u)
-}
-
-fn read_lifecycle(v: &Value, path: &str, l: &mut Lifecycle) -> Result<(), ConfigError> {
-    let mut f = Fields::of(v, path)?;
-    f.leaf("startDelay", &mut l.start_delay)?;
-    f.leaf("warmup", &mut l.warmup)?;
-    f.leaf("warmupLatency", &mut l.warmup_latency)?;
-    f.leaf("graceful", &mut l.graceful)?;
-    f.leaf("shutdownDelay", &mut l.shutdown_delay)?;
-    f.leaf("drainTimeout", &mut l.drain_timeout)?;
-    f.finish(&["startDelay", "warmup", "warmupLatency", "graceful", "shutdownDelay", "drainTimeout"])
+        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
 }
 
 /// RFC 7386 merge patch, with `upstreams` (at the top level) merged by name.

@@ -7,6 +7,7 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
+pub use super::error::LabError;
 use super::{
     LocalTargets,
     pods::{LocalPods, PodTemplate, ReplicaSet},
@@ -21,17 +22,6 @@ const TERMINATION_GRACE: Duration = Duration::from_secs(35);
 /// The HPAs of the topology, by the Deployment (the Service) they scale: the chart's.
 pub fn autoscaling() -> BTreeMap<String, Autoscaling> {
     BTreeMap::from([("frontend".to_owned(), FRONTEND_HPA)])
-}
-
-/// Why the topology could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum LabError {
-    #[error("cannot start `{exe} {role}`: {source}")]
-    Spawn { exe: String, role: String, source: std::io::Error },
-    #[error("cannot listen on loopback for the {service} Service's balancer: {source}")]
-    Balancer { service: String, source: std::io::Error },
-    #[error("{name} did not become ready within its start timeout; its last output:\n{logs}")]
-    NotReady { name: String, logs: String },
 }
 
 /// How to run the topology.

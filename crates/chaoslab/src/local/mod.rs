@@ -6,6 +6,7 @@
 //! Time: the load starts on a whole Unix second, so second `s` of the load is the proxies'
 //! per-second slot `start + s`, and the calls a dependency received are read second by second.
 
+mod error;
 mod hpa;
 pub mod lab;
 mod load;

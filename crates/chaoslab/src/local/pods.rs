@@ -26,7 +26,7 @@ use tokio::{
     time::Instant,
 };
 
-use super::{lab::LabError, process::Process};
+use super::{error::LabError, process::Process};
 use crate::proxy::admin_client;
 
 /// How long a replacement may take to answer `/readyz` once it listens.

@@ -15,7 +15,7 @@ use tokio::{
     sync::mpsc,
 };
 
-use super::lab::LabError;
+use super::error::LabError;
 
 /// How long a process may take to say where it listens.
 const START_TIMEOUT: Duration = Duration::from_secs(20);

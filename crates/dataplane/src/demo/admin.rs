@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::{
     config::{ConfigError, DemoConfig},
     lifecycle::Readiness,
-    server::{Demo, Red, error_body, json_response},
+    state::{Demo, Red, error_body, json_response},
 };
 
 pub fn routes() -> Router<Arc<Demo>> {

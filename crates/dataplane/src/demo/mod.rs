@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod retry;
 pub mod server;
+pub mod state;
 pub mod topology;
 pub mod upstream;
 pub mod work;

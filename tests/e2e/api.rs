@@ -146,6 +146,7 @@ async fn every_invalid_fixture_is_refused_by_the_api_server_with_its_message() {
     for file in &files {
         let text = std::fs::read_to_string(file).expect("fixture");
         let expects: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# expect: ")).collect();
+        assert!(!expects.is_empty(), "{} names no `# expect:` text to hold the refusal to", file.display());
         let docs = documents(file);
         let new = docs.last().expect("a manifest");
         if docs.len() == 2 {

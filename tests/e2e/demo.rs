@@ -47,11 +47,20 @@ async fn the_chart_installs_the_demo_topology_in_an_opted_in_namespace() {
     assert_eq!(ns.labels().get("chaoslab.dev/chaos").map(String::as_str), Some("enabled"), "opted in to chaos");
 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), DEMO_NS);
+    // The chart's image: `chaoslab:<appVersion>` (values.yaml leaves the tag empty).
+    let chart_yaml = std::fs::read_to_string(repo("charts/chaoslab/Chart.yaml")).expect("Chart.yaml");
+    let app_version = chart_yaml
+        .lines()
+        .find_map(|l| l.strip_prefix("appVersion:"))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .expect("appVersion in Chart.yaml");
+    let image = format!("chaoslab:{app_version}");
     for (name, upstream) in [("frontend", Some("catalog")), ("catalog", Some("inventory")), ("inventory", None)] {
         let d = deployments.get(name).await.unwrap_or_else(|e| panic!("Deployment {name}: {e}"));
         let ready = d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
         assert!(ready >= 1, "{name} has {ready} ready replicas (helm --wait waited for them)");
         let pod = d.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod spec");
+        assert_eq!(pod.containers[0].image.as_deref(), Some(image.as_str()), "{name} runs the chaoslab image");
         let args = pod.containers[0].args.clone().unwrap_or_default().join(" ");
         assert!(args.starts_with(&format!("demo --name {name}")), "{args}");
         match upstream {

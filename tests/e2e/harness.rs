@@ -17,7 +17,7 @@ use chaoslab::{api::Experiment, load::protocol::RUN_LABEL};
 use http_body_util::Full;
 use hyper::{Request, Response, body::Bytes, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
-use k8s_openapi::api::{batch::v1::Job, core::v1::Namespace};
+use k8s_openapi::api::{batch::v1::Job, coordination::v1::Lease, core::v1::Namespace};
 use kube::{
     Api, Client,
     api::{ListParams, PostParams},
@@ -210,6 +210,8 @@ pub struct Operator {
     child: Child,
     pub metrics_port: u16,
     log: PathBuf,
+    /// Its identity for leader election (`POD_NAME`), as the Lease's holder names it.
+    pub identity: String,
 }
 
 impl Operator {
@@ -218,18 +220,19 @@ impl Operator {
         let port = free_port();
         let log = PathBuf::from(env("CHAOSLAB_CLUSTER_DIR")).join(format!("logs/operator-{name}.log"));
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("operator log");
+        let identity = format!("e2e-{name}");
         let child = Command::new(env!("CARGO_BIN_EXE_chaoslab"))
             // The chart's Lease name: the chart's Role allows exactly that one Lease.
             .args(["operator", "--listen-addr", &format!("127.0.0.1:{port}"), "--lease-name", "chaoslab-operator"])
             .args(["--watch-namespaces", &namespaces.join(","), "--log-level", "chaoslab=debug,info"])
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAMESPACE", CHART_NS)
-            .env("POD_NAME", format!("e2e-{name}"))
+            .env("POD_NAME", &identity)
             .stdout(file.try_clone().expect("log handle"))
             .stderr(file)
             .spawn()
             .expect("start the operator");
-        Self { child, metrics_port: port, log }
+        Self { child, metrics_port: port, log, identity }
     }
 
     /// SIGKILL, as a crash: nothing is cleaned up, the Lease is left to expire.
@@ -268,6 +271,14 @@ impl Operator {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+/// The holder of the chart's Lease (`chaoslab-operator` in the chart's namespace), as the API
+/// server has it: `None` when nobody holds it (released, or never taken).
+pub async fn lease_holder(client: &Client) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), CHART_NS);
+    let lease = leases.get("chaoslab-operator").await.expect("the chart's Lease");
+    lease.spec.and_then(|s| s.holder_identity).filter(|h| !h.is_empty())
 }
 
 impl Drop for Operator {

@@ -9,7 +9,10 @@ use chaoslab::{
     api::{LoadTest, Phase, Verdict},
     load::protocol::{REPORT_KEY, RUN_LABEL, RunnerReport},
 };
-use k8s_openapi::api::{batch::v1::Job, core::v1::ConfigMap};
+use k8s_openapi::{
+    api::{batch::v1::Job, core::v1::ConfigMap},
+    jiff::Timestamp,
+};
 use kube::{Api, ResourceExt, api::ListParams};
 use serde_json::json;
 
@@ -117,34 +120,68 @@ async fn a_restarted_runner_resumes_and_the_run_still_ends() {
         &client,
         ns,
         "bumpy",
-        json!({"load": {"target": {"url": url}, "rate": 100, "duration": "10s"}, "thresholds": ["errorRate < 1%"]}),
+        json!({"load": {"target": {"url": url}, "rate": 100, "duration": "20s"}, "thresholds": ["errorRate < 1%"]}),
     )
     .await;
     let uid = api.get("bumpy").await.expect("get").uid().expect("uid");
     let job = runner_job(&client, ns, &uid).await;
     let kubeconfig = token_kubeconfig(ns, "chaoslab-runner");
     let mut first = Runner::start(&job, 0, &kubeconfig, "bumpy");
-    // Crash the runner (SIGKILL) once it has written a report mid-run, then start it again.
+    // Crash the runner (SIGKILL) once it has written a report mid-run, then start it again. The
+    // plan is 20 s so the restart lands mid-run (reports are written every 5 s; the kill came
+    // after 3–9 sealed seconds here).
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    wait_for("a first report", Duration::from_secs(60), || async {
+    let stored = || async {
         let list = maps.list(&ListParams::default().labels(&format!("{RUN_LABEL}={uid}"))).await.ok()?;
         let cm = list.items.into_iter().next()?;
-        let report = RunnerReport::decode(&cm.binary_data?.get(REPORT_KEY)?.0).ok()?;
-        (report.sealed >= 3).then_some(())
-    })
-    .await;
+        RunnerReport::decode(&cm.binary_data?.get(REPORT_KEY)?.0).ok()
+    };
+    wait_for("a first report", Duration::from_secs(60), || async { stored().await.filter(|r| r.sealed >= 3) }).await;
     first.kill();
+    // What the dead runner last wrote is all that is left of it: the gap starts where it ends.
+    let killed = stored().await.expect("the killed runner's report");
+    let starts_at = api.get("bumpy").await.expect("get").status.and_then(|s| s.load_starts_at).expect("the start").0;
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let behind = Timestamp::now().duration_since(starts_at).as_secs_f64();
     let second = Runner::start(&job, 0, &kubeconfig, "bumpy");
     assert!(second.exited(Duration::from_secs(60)).await.success());
     let st = finished(&api, "bumpy", Duration::from_secs(60)).await.status.expect("status");
     assert_eq!(st.run.verdict, Some(Verdict::Pass), "{:?}", st.run.message);
     let runner = &st.runners[0];
     assert_eq!((runner.state.as_str(), runner.attempts), ("Done", Some(2)), "{runner:?}");
+
+    // The gap: from the last second the first attempt sealed to the second after the one the
+    // second attempt started in (its process start and two API reads take well under 2 s).
+    let last = stored().await.expect("the final report");
+    assert_eq!((last.attempt, last.sealed), (2, 20), "{:?}", last.gaps);
+    assert_eq!(last.gaps.len(), 1, "one gap, the restart's: {:?}", last.gaps);
+    let (from, to) = last.gaps[0];
+    eprintln!(
+        "restart: first attempt sealed {}s, second started {behind:.2}s after the load's start, gap {from}s–{to}s",
+        killed.sealed
+    );
+    assert_eq!(from, killed.sealed, "the gap starts where the first attempt's report ended");
+    let now = behind.floor() as u64;
+    assert!((now + 1..=now + 3).contains(&to), "resumed at second {to}, started {behind:.2}s into the load");
+    assert!(from < to && to < 20, "the gap {from}s–{to}s is inside the 20 s plan");
+    // Named where a person reads: the runner's record and the run's message.
+    let gap = format!("{from}s–{to}s");
+    assert!(runner.message.as_deref().is_some_and(|m| m.ends_with(&format!("restarting): {gap}"))), "{runner:?}");
+    let message = st.run.message.clone().unwrap_or_default();
+    assert!(message.contains(&format!("(not measured while restarting: runner 0 {gap})")), "{message}");
+
+    // Seconds lost to the crash are missing, never counted twice: 100 for each measured second.
+    let measured = from + (20 - to);
     let total = st.requests.expect("requests").total;
-    // Seconds lost to the crash are missing, never counted twice.
-    assert!((300..1000).contains(&total), "{total}");
+    assert!(total.abs_diff(100 * measured) <= 2, "{total} requests for {measured} measured seconds");
+    assert_eq!(last.total.counts.total, total, "status counts what the runner's report holds");
+    let inside: Vec<u64> = last.points.iter().map(|p| p.second()).filter(|s| (from..to).contains(s)).collect();
+    assert!(inside.is_empty(), "no point inside the gap: {inside:?}");
 }
+
+/// Seconds from the load's start to the end of a run stopped by its abort rule (measured: see
+/// docs/testing.md).
+const ABORT_WITHIN: f64 = 15.0;
 
 #[tokio::test]
 async fn an_abort_rule_stops_the_run_and_says_why() {
@@ -165,16 +202,24 @@ async fn an_abort_rule_stops_the_run_and_says_why() {
     let uid = api.get("failing").await.expect("get").uid().expect("uid");
     let job = runner_job(&client, ns, &uid).await;
     let _runner = Runner::start(&job, 0, &token_kubeconfig(ns, "chaoslab-runner"), "failing");
-    // A 5-minute plan ends within seconds: the rule fires after 2 failing seconds.
+    // A 5-minute plan ends within seconds: the rule fires after 2 failing seconds, which the
+    // operator reads in the runner's report (written every 5 s; the operator polls every 2 s).
     let lt = finished(&api, "failing", Duration::from_secs(60)).await;
     let st = lt.status.expect("status");
+    let starts_at = st.load_starts_at.as_ref().expect("the load's start").0;
+    let ended = st.run.finished_at.as_ref().expect("finishedAt").0;
+    let took = ended.duration_since(starts_at).as_secs_f64();
+    eprintln!("the abort rule ended the run {took:.1}s after the load's start");
+    assert!(took <= ABORT_WITHIN, "ended {took:.1}s after the load's start, more than {ABORT_WITHIN}s");
     assert_eq!((st.run.phase, st.run.verdict), (Some(Phase::Aborted), Some(Verdict::Aborted)), "{:?}", st.run.message);
     let record = st.aborted_by.expect("abortedBy");
     assert_eq!(record.rule, "errorRate > 50%");
     assert_eq!(record.observed, vec!["100%".to_owned(); 2]);
     assert!(st.run.message.unwrap_or_default().contains("errorRate > 50%"));
     let requests = st.requests.expect("requests");
-    assert!(requests.status5xx > 0 && requests.total < 50 * 60, "{requests:?}");
+    // No more than the seconds it ran: 50 a second, all answered 503.
+    assert!(requests.total > 0 && requests.status5xx == requests.total, "{requests:?}");
+    assert!(requests.total <= 50 * (took.ceil() as u64 + 1), "{requests:?} in {took:.1}s");
     // The runners were stopped: their Job is gone.
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     wait_for("the runner Job to be deleted", Duration::from_secs(30), || async {

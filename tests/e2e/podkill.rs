@@ -10,7 +10,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use serde_json::json;
 
-use crate::harness::{Operator, apply, client, create, finished, lab, namespace, wait_for};
+use crate::harness::{Operator, apply, client, create, finished, lab, lease_holder, namespace, wait_for};
 
 #[tokio::test]
 async fn a_podkill_deletes_a_pod_and_passes_with_recovery_times() {
@@ -21,6 +21,8 @@ async fn a_podkill_deletes_a_pod_and_passes_with_recovery_times() {
     let pk = finished(&api, "kill-two", Duration::from_secs(90)).await;
     let st = pk.status.clone().expect("status");
     assert_eq!(st.run.phase, Some(Phase::Succeeded), "{:?}\n{}", st.run.message, operator.log());
+    // It acted as the leader on the chart's Lease: the API server names it the holder.
+    assert_eq!(lease_holder(&client).await.as_deref(), Some(operator.identity.as_str()), "the Lease's holder");
     assert_eq!(st.run.verdict, Some(Verdict::Pass), "{:?}", st.run.message);
     assert_eq!(st.killed, Some(2));
     assert_eq!(st.seed, Some(11));
@@ -89,7 +91,9 @@ async fn a_podkill_deletes_a_pod_and_passes_with_recovery_times() {
         api.get_opt("kill-two").await.ok()?.is_none().then_some(())
     })
     .await;
+    // SIGTERM: the operator releases the Lease before it exits, so a successor leads at once.
     drop(operator);
+    assert_eq!(lease_holder(&client).await, None, "the Lease is released on shutdown");
 }
 
 #[tokio::test]
@@ -182,6 +186,8 @@ async fn a_killed_operator_resumes_a_repeated_podkill_without_extra_kills() {
     assert_eq!(st.run.verdict, Some(Verdict::Pass), "{:?}", st.run.message);
     assert_eq!(st.rounds, Some(3), "12s / 4s = 3 rounds");
     assert_eq!(st.targets.len(), 3, "mode one: exactly one target per round, none twice: {:?}", st.targets);
+    let rounds: Vec<u32> = st.targets.iter().map(|t| t.round).collect();
+    assert_eq!(rounds, [0, 1, 2], "one target in each round (0-based): {:?}", st.targets);
     let uids: std::collections::BTreeSet<_> = st.targets.iter().map(|t| t.uid.clone()).collect();
     assert_eq!(uids.len(), 3, "no pod was chosen twice");
     assert!(

@@ -56,11 +56,14 @@ fn selector(svc: &Service) -> BTreeMap<String, String> {
     svc.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default()
 }
 
-/// The Service as it was before the fault, exactly: selector, ports and annotations.
-fn assert_restored(before: &Service, after: &Service) {
+/// The Service as it was before the fault, exactly: its whole spec (selector, ports, cluster IP,
+/// every field the API server defaulted), labels and annotations.
+pub(crate) fn assert_restored(before: &Service, after: &Service) {
     assert_eq!(selector(after), selector(before), "the original selector is back");
     assert_eq!(after.spec.as_ref().map(|s| &s.ports), before.spec.as_ref().map(|s| &s.ports), "ports untouched");
     assert_eq!(after.annotations(), before.annotations(), "no claim annotation is left");
+    assert_eq!(after.labels(), before.labels(), "labels untouched");
+    assert_eq!(after.spec, before.spec, "the whole spec is as it was");
 }
 
 async fn proxy_objects_gone(client: &Client, ns: &str) {
@@ -162,11 +165,16 @@ async fn deleting_a_servicefault_mid_fault_restores_the_service() {
     let _operator = Operator::start("sf-delete", &[ns]);
     let api = create(&client, ns, "long", "10m").await;
     reached(&api, "long", "Injecting").await;
+    let asked = std::time::Instant::now();
     api.delete("long", &DeleteParams::default()).await.expect("delete");
     wait_for("the ServiceFault to be gone", Duration::from_secs(30), || async {
         api.get_opt("long").await.ok()?.is_none().then_some(())
     })
     .await;
+    // At once: the finalizer reverts and lets go without waiting for the fault's 10 minutes.
+    let took = asked.elapsed();
+    eprintln!("a deleted ServiceFault was gone {:.1}s after the delete", took.as_secs_f64());
+    assert!(took < Duration::from_secs(10), "gone {took:?} after the delete");
     assert_restored(&before, &services.get("web").await.expect("Service web"));
     proxy_objects_gone(&client, ns).await;
 }
@@ -234,6 +242,24 @@ async fn a_service_deleted_mid_fault_ends_the_fault_and_never_blocks_its_deletio
     let st = finished(&api, "orphan", Duration::from_secs(30)).await.status.expect("status");
     assert_eq!((st.run.phase, st.run.verdict), (Some(Phase::Failed), Some(Verdict::Error)));
     assert!(st.run.message.as_deref().is_some_and(|m| m.contains("was deleted")), "{:?}", st.run.message);
+    let ended = st.run.conditions.iter().find(|c| c.type_ == "Finished").expect("Finished");
+    assert_eq!((ended.status.as_str(), ended.reason.as_str()), ("True", "Error"));
+    // Why it ended is the Warning Event's reason (the Finished condition carries the verdict);
+    // the Event is published just after the status.
+    wait_for("a Warning ServiceGone Event for the ServiceFault", Duration::from_secs(10), || async {
+        let events = kubectl(&[
+            "-n",
+            ns,
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.kind=ServiceFault,involvedObject.name=orphan",
+            "-o",
+            "jsonpath={range .items[*]}{.type}/{.reason}{\"\\n\"}{end}",
+        ]);
+        events.lines().any(|l| l == "Warning/ServiceGone").then_some(())
+    })
+    .await;
     proxy_objects_gone(&client, ns).await;
     api.delete("orphan", &DeleteParams::default()).await.expect("delete ServiceFault");
     wait_for("the ServiceFault to be gone", Duration::from_secs(15), || async {

@@ -171,7 +171,10 @@ fn a_passing_run_exits_0_with_figures_that_match_the_server() {
     assert!(f(&latency["p50Ms"]) > 0.0 && f(&latency["p50Ms"]) <= f(&latency["p99Ms"]));
     assert!(f(&latency["p99Ms"]) <= f(&latency["maxMs"]));
     assert!(f(&doc["serviceTime"]["p50Ms"]) <= f(&latency["p50Ms"]) + 0.01, "service time is part of latency");
-    assert!(f(&doc["concurrency"]["littlesLaw"]) >= 0.0);
+    // Little's law: requests in flight = arrival rate × mean time in the system.
+    let littles = f(&doc["concurrency"]["littlesLaw"]);
+    let expected = f(&doc["achievedRate"]) * f(&latency["meanMs"]) / 1000.0;
+    assert!(littles > 0.0 && (littles - expected).abs() <= 0.01 + expected * 0.01, "{littles} vs {expected}");
     let thresholds = doc["thresholds"].as_array().expect("thresholds");
     assert_eq!(thresholds.len(), 3);
     assert!(thresholds.iter().all(|t| t["passed"] == true), "{thresholds:?}");

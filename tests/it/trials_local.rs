@@ -33,6 +33,7 @@ use chaoslab::{
         plan::{FaultAction, TrialPlan},
     },
 };
+use k8s_openapi::jiff::SignedDuration;
 use support::{repo_path, yaml_documents};
 
 /// The lab's topology as `chaoslab lab` runs it: inventory's 2 pods behind a proxy, catalog's 2
@@ -209,7 +210,8 @@ abortWhen: [{when: 'errorRate > 20%', for: 2s}]
     let reverted = outcome.faults[0].reverted_at.as_ref().expect("reverted").0;
     let gap = reverted.duration_since(record.at.0);
     eprintln!("fired at {} reverted at {reverted}: {gap:?} later", record.at.0);
-    assert!(gap.as_secs_f64() >= 0.0 && gap.as_secs_f64() < 1.0, "reverted {gap:?} after the rule fired");
+    // A signed duration: a revert recorded before the rule fired would be negative.
+    assert!(!gap.is_negative() && gap < SignedDuration::from_secs(1), "reverted {gap:?} after the rule fired");
     // Two bad seconds, sealed a moment after they end: stopped long before the plan's 30 s.
     assert!(took < Duration::from_secs(15), "{took:?}");
     let faults = lab.proxy("/faults").await;

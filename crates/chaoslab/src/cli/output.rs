@@ -14,7 +14,7 @@ use crate::{
         figures::{ExpectationResult, LatencySummary, RequestCounts},
         load::{CapacityResult, LoadModel, Preset, Stage},
     },
-    cli::load::{Invocation, duration_text},
+    cli::load::flags::{Invocation, duration_text},
     engine::Tick,
     load::summary::{FinalSummary, RunSummary, area_between},
 };

@@ -13,7 +13,7 @@ export PATH := $(CHAOSLAB_CACHE)/bin:$(PATH)
 ## real node (kubelet + containerd: the operator and the lab app as real pods).
 test: tools fmt-check clippy unit helm-check e2e real-node-check
 	@echo "make test: all checks passed"
-	@cat target/test-output.txt target/e2e-output.txt | awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}'
+	@cat target/test-output.txt target/e2e-output.txt target/realnode-output.txt | awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}'
 
 ## Install the Debian packages (idempotent), then build or reuse the pinned tools (helm;
 ## Kubernetes' parts) in $(CHAOSLAB_CACHE).
@@ -72,7 +72,7 @@ e2e: tools
 	set -o pipefail; eval "$$(bash hack/cluster env)"; \
 	  status=0; bash hack/cluster exec -- env KUBECONFIG="$$KUBECONFIG" CHAOSLAB_K8S_BIN="$$CHAOSLAB_K8S_BIN" \
 	    CHAOSLAB_CLUSTER_DIR="$$CHAOSLAB_CLUSTER_DIR" CHAOSLAB_CACHE="$(CHAOSLAB_CACHE)" PATH="$(PATH)" HOME="$(HOME)" \
-	    $(CARGO) test --locked --offline -p chaoslab --features e2e --test e2e -- --test-threads=1 2>&1 | tee target/e2e-output.txt || status=$$?; \
+	    $(CARGO) test --locked --offline -p chaoslab --features e2e --test e2e -- --skip realnode:: --test-threads=1 2>&1 | tee target/e2e-output.txt || status=$$?; \
 	  rm -rf target/e2e-logs; cp -r "$$CHAOSLAB_CLUSTER_DIR/logs" target/e2e-logs 2>/dev/null || true; \
 	  bash hack/cluster down; exit $$status
 
@@ -89,9 +89,24 @@ image-verify:
 ## The chart on a real node (docs/testing.md, "The real node"): hack/cluster up --real-node
 ## (containerd, kubelet, kube-proxy, CNI, CoreDNS in the cluster's namespace), helm install with
 ## the demo and no other values, the operator's and the demo's checks, load from a pod through
-## CoreDNS and a ClusterIP, a PodKill; then down, whatever happened. Fails loudly on any step.
+## CoreDNS and a ClusterIP, a PodKill; then the real-node suite (tests/e2e/realnode: every kind
+## judged with real traffic, the lessons from their files) inside the cluster's namespace; then
+## down, whatever happened. Fails loudly on any step.
 real-node-check:
 	bash hack/deps.sh
 	bash hack/tools.sh >/dev/null
 	bash hack/k8s/build.sh all >/dev/null
-	bash hack/real-node-check.sh
+	$(CARGO) build --locked -p chaoslab --features e2e --tests --bins
+	@mkdir -p target
+	set -o pipefail; status=0; start=$$(date +%s); \
+	  KEEP=1 bash hack/real-node-check.sh || status=$$?; \
+	  if [ $$status = 0 ]; then \
+	    eval "$$(bash hack/cluster env)"; \
+	    bash hack/cluster exec -- env KUBECONFIG="$$KUBECONFIG" CHAOSLAB_K8S_BIN="$$CHAOSLAB_K8S_BIN" \
+	      CHAOSLAB_CLUSTER_DIR="$$CHAOSLAB_CLUSTER_DIR" CHAOSLAB_NODE_NAME="$$CHAOSLAB_NODE_NAME" \
+	      CHAOSLAB_CACHE="$(CHAOSLAB_CACHE)" PATH="$(PATH)" HOME="$(HOME)" \
+	      $(CARGO) test --locked --offline -p chaoslab --features e2e --test e2e realnode:: -- --test-threads=1 --nocapture 2>&1 \
+	      | tee target/realnode-output.txt || status=$$?; \
+	  fi; \
+	  bash hack/cluster down || status=1; \
+	  echo "real-node check and suite: $$(( $$(date +%s) - start )) s"; exit $$status

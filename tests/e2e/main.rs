@@ -9,5 +9,6 @@ mod harness;
 mod hpa;
 mod loadtest;
 mod podkill;
+mod realnode;
 mod run;
 mod servicefault;

@@ -1,4 +1,4 @@
-//! Calls to the dependencies: hyper's pooled keep-alive client, and for each upstream the
+//! Calls to the dependencies: hyper's client, a new connection per call, and for each upstream the
 //! patterns around every call, in resilience4j's order — retry (with its budget) around the
 //! circuit breaker, around the bulkhead, around the per-attempt timeout — and the fallback once
 //! the call as a whole failed.
@@ -9,10 +9,7 @@
 //! rejected attempts are not retried: retrying into an open breaker or a full bulkhead only adds
 //! load where the service already decided to shed it.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty, Limited};
@@ -33,7 +30,15 @@ use super::{
     retry::{RetryBudget, backoff},
 };
 
-/// The HTTP client every upstream call goes through: pooled, keep-alive, HTTP/1.1.
+/// The HTTP client every upstream call goes through: HTTP/1.1, a new connection per call.
+///
+/// No connection is kept for the next call: a Service (kube-proxy) balances connections, not
+/// requests, so a kept-alive connection stays on the pod it was opened to. A fault proxy put in
+/// front of a dependency (the Service's selector switched to it) would then see only the calls
+/// of connections opened after the switch, and a pod added by a scale-out none of the existing
+/// ones. On the real node a breaker trial's proxy saw 6 of catalog's 20 calls a second with a
+/// pool (0 when catalog had connected before the proxy was Ready). A connection on the pod
+/// network costs well under a millisecond.
 pub type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 
 /// The most of an upstream's answer that is read.
@@ -42,10 +47,7 @@ const MAX_ANSWER_BYTES: usize = 1 << 20;
 pub fn http_client() -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(1024)
-        .build(connector)
+    Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(connector)
 }
 
 /// One upstream's configuration and the state of its patterns, kept across configuration

@@ -45,6 +45,10 @@ pub enum RunnerError {
     Report(#[from] ProtocolError),
     #[error("the LoadTest {0} is gone (or was replaced by another of the same name)")]
     LoadTestGone(String),
+    #[error(
+        "stopped (SIGTERM) while LoadTest {0} still runs: the report so far is kept resumable, so the Job's replacement pod carries on"
+    )]
+    Interrupted(String),
 }
 
 /// What a runner is told: the configuration and its index.
@@ -133,6 +137,19 @@ pub async fn run(client: Client, assignment: Assignment, stop: CancellationToken
         }
     }
     let (state, message) = match engine.await {
+        // The pod was deleted or evicted while the run goes on (the operator stops runners only
+        // once it has concluded): the report stays resumable and the runner fails, so the Job
+        // starts a replacement that resumes at the current second, the seconds between a gap.
+        Ok(Ok(outcome)) if outcome.stopped && still_running(&tests, &config).await => {
+            let report = builder.report(RunnerState::Running, None)?;
+            store.write(&report).await?;
+            tracing::info!(
+                runner = index,
+                sent = report.total.counts.total,
+                "interrupted; the report so far stays resumable"
+            );
+            return Err(RunnerError::Interrupted(config.load_test.clone()));
+        }
         Ok(Ok(outcome)) if outcome.stopped => (RunnerState::Stopped, Some("stopped before the plan's end".to_owned())),
         Ok(Ok(_)) => {
             builder.seal_through(plan.total_duration().as_secs())?;
@@ -145,6 +162,18 @@ pub async fn run(client: Client, assignment: Assignment, stop: CancellationToken
     store.write_final(&report).await?;
     tracing::info!(runner = index, state = ?state, sent = report.total.counts.total, "runner finished");
     Ok(state)
+}
+
+/// Whether this runner's LoadTest still runs: not finished, not being deleted, not replaced.
+async fn still_running(tests: &Api<LoadTest>, config: &RunnerConfig) -> bool {
+    match tests.get_opt(&config.load_test).await {
+        Ok(Some(lt)) => {
+            lt.uid().as_deref() == Some(config.uid.as_str())
+                && lt.metadata.deletion_timestamp.is_none()
+                && !lt.status.as_ref().and_then(|s| s.run.phase).is_some_and(|p| p.is_terminal())
+        }
+        _ => false,
+    }
 }
 
 /// Waits until the operator has set the start time; `None` when stopped first.

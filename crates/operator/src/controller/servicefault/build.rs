@@ -463,6 +463,16 @@ pub fn endpoints_switched(slices: &[EndpointSlice], proxy_pods: &[Pod]) -> bool 
     seen > 0
 }
 
+/// Whether the Service's endpoints have left the proxy's pods (none of them is an endpoint).
+pub fn endpoints_left_proxy(slices: &[EndpointSlice], proxy_pods: &[Pod]) -> bool {
+    let names: Vec<String> = proxy_pods.iter().map(ResourceExt::name_any).collect();
+    !slices
+        .iter()
+        .flat_map(|s| s.endpoints.iter())
+        .filter_map(|e| e.target_ref.as_ref()?.name.as_deref())
+        .any(|pod| names.iter().any(|n| n == pod))
+}
+
 /// The proxy pods' statistics summed.
 pub fn sum_stats<'a>(pods: impl IntoIterator<Item = &'a StatsReport>) -> ProxyStats {
     let mut total = ProxyStats::default();

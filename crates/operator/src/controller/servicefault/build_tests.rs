@@ -243,6 +243,9 @@ fn endpoints_count_as_switched_when_only_proxy_pods_remain() {
     assert!(endpoints_switched(&[slice(&["web-chaoslab-proxy-abc"])], &pods));
     assert!(!endpoints_switched(&[slice(&["web-chaoslab-proxy-abc", "web-1"])], &pods), "an old pod is still there");
     assert!(!endpoints_switched(&[slice(&[])], &pods), "no endpoint at all is not switched");
+    assert!(!endpoints_left_proxy(&[slice(&["web-chaoslab-proxy-abc", "web-1"])], &pods), "the proxy still serves");
+    assert!(endpoints_left_proxy(&[slice(&["web-1", "web-2"])], &pods));
+    assert!(endpoints_left_proxy(&[slice(&[])], &pods), "no endpoint at all holds no proxy pod");
 }
 
 #[test]

@@ -49,6 +49,12 @@ use crate::{
 const POLL: Duration = Duration::from_secs(5);
 /// While steps follow each other quickly (proxy start, endpoint switch).
 const STEP_POLL: Duration = Duration::from_secs(1);
+/// At the switch-off, how long the Service's endpoints may take to leave the proxy pods before
+/// the proxy is deleted anyway.
+const LEAVE_BUDGET: Duration = Duration::from_secs(10);
+/// Then how long the proxy keeps serving, so kube-proxy on every node has followed the
+/// endpoints (its rules are rewritten at most once a second) before the proxy stops accepting.
+const LINGER: Duration = Duration::from_secs(2);
 
 pub const CLAIMED: &str = "Claimed";
 pub const PROXY_CREATED: &str = "ProxyCreated";
@@ -376,6 +382,9 @@ async fn finish(
             let message =
                 format!("Service {name:?} selects {} again; the claim is removed", show(&st.original_selector));
             step(&mut st, REVERTED, &message, now);
+            // Hitless: connections opened after the switch-back still reach the proxy until
+            // the endpoints and kube-proxy's rules have followed; deleting it at once refuses them.
+            proxy_left(ctx, ns, name, &uid).await?;
         }
     }
     // Read after the switch back: requests on connections opened before it still count.
@@ -482,6 +491,28 @@ async fn remove_proxy(ctx: &Context, ns: &str, sf: &ServiceFault) -> Result<(), 
     let name = &sf.spec.injection.service;
     delete_if_present(&Api::<Deployment>::namespaced(ctx.client.clone(), ns), &build::proxy_name(name)).await?;
     delete_if_present(&services(ctx, ns), &build::shadow_name(name)).await
+}
+
+/// Waits until the Service's endpoints have left the proxy pods (at most [`LEAVE_BUDGET`]), then
+/// [`LINGER`] for kube-proxy to follow.
+async fn proxy_left(ctx: &Context, ns: &str, name: &str, uid: &str) -> Result<(), Error> {
+    let started = std::time::Instant::now();
+    let slices = Api::<EndpointSlice>::namespaced(ctx.client.clone(), ns);
+    let by_service = ListParams::default().labels(&format!("kubernetes.io/service-name={name}"));
+    loop {
+        let pods = proxy_pods(ctx, ns, uid).await?;
+        if build::endpoints_left_proxy(&slices.list(&by_service).await?.items, &pods) {
+            break;
+        }
+        if started.elapsed() > LEAVE_BUDGET {
+            tracing::warn!(service = name, "the endpoints still hold proxy pods; deleting the proxy anyway");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(LINGER).await;
+    tracing::debug!(service = name, waited = ?started.elapsed(), "the endpoints left the proxy");
+    Ok(())
 }
 
 async fn proxy_pods(ctx: &Context, ns: &str, uid: &str) -> Result<Vec<Pod>, Error> {

@@ -1,6 +1,6 @@
 //! The real-node suite: every kind judged with real traffic on `hack/cluster up --real-node`,
 //! with the chart's operator pod and the lab app (chaoslab-demo) installed by
-//! `make real-node-check` (hack/real-node-check.sh), runner and proxy pods from the chaoslab
+//! `make real-node-suite` (hack/real-node-check.sh, cluster kept), runner and proxy pods from the chaoslab
 //! image. It runs after that check, inside the cluster's network namespace:
 //! `cargo test -p chaoslab --features e2e --test e2e realnode:: -- --test-threads=1`.
 //! `make e2e` skips it (`--skip realnode::`); without the real node every test fails (never
@@ -39,7 +39,7 @@ pub fn node() -> String {
     std::env::var("CHAOSLAB_NODE_NAME").unwrap_or_else(|_| {
         panic!(
             "CHAOSLAB_NODE_NAME is not set: the real-node suite runs on `hack/cluster up --real-node` with the chart \
-             and its demo installed (make real-node-check); it fails rather than skips without them"
+             and its demo installed (make real-node-suite); it fails rather than skips without them"
         )
     })
 }

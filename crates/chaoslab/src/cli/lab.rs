@@ -99,17 +99,24 @@ impl Run {
         let (Some(document), None) = (runs.next(), runs.next()) else {
             anyhow::bail!("{source}: one resource per file, a Drill, a CircuitBreakerTrial or an AutoscalingCheck")
         };
+        let api_version = document.get("apiVersion").and_then(|k| k.as_str()).unwrap_or_default();
+        if api_version != crate::api::API_VERSION {
+            anyhow::bail!("{source}: apiVersion is {api_version:?}; allowed: {}", crate::api::API_VERSION);
+        }
+        match document.get("kind").and_then(|k| k.as_str()).unwrap_or_default() {
+            "Drill" | "CircuitBreakerTrial" | "AutoscalingCheck" => {}
+            "LoadTest" => anyhow::bail!("{source}: a LoadTest runs with `chaoslab load -f {source}`"),
+            other => {
+                anyhow::bail!("{source}: kind is {other:?}; allowed: Drill, CircuitBreakerTrial, AutoscalingCheck")
+            }
+        }
         // Admitted as the cluster admits it (schema, unknown fields, CEL, the operator's checks),
         // so the lab runs nothing the cluster would refuse.
         match crate::admission::admit(&document).map_err(|e| anyhow::anyhow!("{source}: {e}"))? {
             Admitted::Drill(drill) => Ok(Run::Drill(drill)),
             Admitted::CircuitBreakerTrial(trial) => Ok(Run::Trial(trial)),
             Admitted::AutoscalingCheck(check) => Ok(Run::Scaling(check)),
-            Admitted::LoadTest(_) => anyhow::bail!("{source}: a LoadTest runs with `chaoslab load -f {source}`"),
-            other => anyhow::bail!(
-                "{source}: kind is {:?}; allowed: Drill, CircuitBreakerTrial, AutoscalingCheck",
-                other.kind().as_str()
-            ),
+            other => anyhow::bail!("{source}: a {} is not run by the lab", other.kind().as_str()),
         }
     }
 
@@ -354,7 +361,7 @@ mod tests {
         let e = refused("  namespace: chaoslab-demo", "  namespace: chaoslab-demo\n  labels: {a: b}\nextra: 1");
         assert!(e.contains("extra: unknown field"), "{e}");
         let e = refused("kind: Drill", "kind: PodKill");
-        assert!(e.contains("tour.yaml: "), "{e}");
+        assert!(e.contains("tour.yaml: kind is \"PodKill\"; allowed: Drill"), "{e}");
     }
 
     #[test]

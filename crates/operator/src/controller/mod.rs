@@ -7,6 +7,8 @@ pub mod conditions;
 pub mod loadtest;
 pub mod podkill;
 pub mod report;
+pub mod runner_settings;
+pub mod runs;
 pub mod servicefault;
 pub mod trial;
 
@@ -48,9 +50,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub guard: TargetGuard,
     /// The image and ClusterRole of LoadTest runner pods.
-    pub runner: loadtest::build::RunnerSettings,
+    pub runner: runner_settings::RunnerSettings,
     /// The Drills this operator is conducting.
-    pub trials: trial::Runs,
+    pub trials: runs::Runs,
 }
 
 impl Context {
@@ -62,16 +64,16 @@ impl Context {
             client,
             metrics,
             guard,
-            runner: loadtest::build::RunnerSettings {
+            runner: runner_settings::RunnerSettings {
                 image: format!("chaoslab:{}", env!("CARGO_PKG_VERSION")),
                 role: "chaoslab-runner".into(),
             },
-            trials: trial::Runs::default(),
+            trials: runs::Runs::default(),
         }
     }
 
     /// Runner pods run `settings.image` under the ClusterRole `settings.role`.
-    pub fn with_runner(mut self, settings: loadtest::build::RunnerSettings) -> Self {
+    pub fn with_runner(mut self, settings: runner_settings::RunnerSettings) -> Self {
         self.runner = settings;
         self
     }

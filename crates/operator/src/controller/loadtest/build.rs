@@ -38,14 +38,7 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long after the plan's end (plus the request timeout) runners may take to report.
 pub const REPORT_GRACE: Duration = Duration::from_secs(60);
 
-/// What the operator needs to know to start runners.
-#[derive(Clone, Debug)]
-pub struct RunnerSettings {
-    /// The image runner pods run (the operator's own).
-    pub image: String,
-    /// The ClusterRole runner pods are bound to.
-    pub role: String,
-}
+pub use crate::controller::runner_settings::RunnerSettings;
 
 /// A name of at most `max` characters from `name` and part of `uid`, unique per run.
 fn short_name(name: &str, uid: &str, suffix: &str, max: usize) -> String {

@@ -109,23 +109,8 @@ impl Drop for Values {
 
 /// The chart's default catalog args with `from` replaced by `to` (a lesson's helm line).
 pub fn catalog_args(replace: &[(&str, &str)]) -> String {
-    let args = [
-        "--latency",
-        "10ms",
-        "--jitter",
-        "4ms",
-        "--timeout",
-        "500ms",
-        "--retries",
-        "1",
-        "--retry-budget-min-per-second",
-        "1",
-        "--circuit-breaker=true",
-        "--fallback",
-        "last-good",
-        "--response-bytes",
-        "512",
-    ];
+    // The chart's catalog flags, from the one list the lab and the chart share.
+    let args = chaoslab::demo::topology::CATALOG;
     let mut out: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     for (from, to) in replace {
         let i = out.iter().position(|a| a == from).unwrap_or_else(|| panic!("{from} in the catalog's args"));
